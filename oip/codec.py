@@ -1,0 +1,206 @@
+"""Tensor wire codec for the Open Inference Protocol, shared by server and clients.
+
+Pure numpy and protocol facts: datatype names, raw little-endian blobs, the
+4-byte length prefix of BYTES elements, and which typed-contents field carries
+which datatype. Nothing here knows about gRPC or a model runtime.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+#: Protocol datatype name -> numpy dtype (little-endian, as on the wire).
+DATATYPE_TO_DTYPE: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(np.object_),
+}
+
+#: Datatypes a server may advertise but that numpy cannot hold.
+UNSUPPORTED_DATATYPES = frozenset({"BF16"})
+
+#: Datatype -> the InferTensorContents field that carries it as typed values.
+CONTENTS_FIELD: dict[str, str] = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+_KIND_SIZE_TO_DATATYPE: dict[tuple[str, int], str] = {
+    (dtype.kind, dtype.itemsize): name for name, dtype in DATATYPE_TO_DTYPE.items() if name != "BYTES"
+}
+
+
+class TensorCodecError(ValueError):
+    """A tensor's bytes, shape or datatype do not fit together."""
+
+
+def dtype_for(datatype: str) -> np.dtype[Any]:
+    """The numpy dtype for a protocol datatype name, or TensorCodecError."""
+    try:
+        return DATATYPE_TO_DTYPE[datatype]
+    except KeyError:
+        if datatype in UNSUPPORTED_DATATYPES:
+            raise TensorCodecError(f"datatype {datatype} is not supported by this server") from None
+        known = ", ".join(DATATYPE_TO_DTYPE)
+        raise TensorCodecError(f"unknown datatype {datatype!r}; expected one of {known}") from None
+
+
+def datatype_for(dtype: np.dtype[Any]) -> str:
+    """The protocol datatype name for a numpy dtype (str/bytes/object -> BYTES)."""
+    if dtype.kind in "OSU":
+        return "BYTES"
+    try:
+        return _KIND_SIZE_TO_DATATYPE[(dtype.kind, dtype.itemsize)]
+    except KeyError:
+        raise TensorCodecError(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
+
+
+def element_count(shape: Sequence[int]) -> int:
+    """Number of elements in a tensor of this shape (1 for a scalar)."""
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    return count
+
+
+def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """A concrete request shape: every dimension must be >= 0."""
+    dims = tuple(int(dim) for dim in shape)
+    if any(dim < 0 for dim in dims):
+        raise TensorCodecError(f"shape {list(dims)} has a negative dimension; request shapes must be concrete")
+    return dims
+
+
+# ------------------------------------------------------------------ raw blobs
+
+
+def raw_to_array(raw: bytes, datatype: str, shape: Sequence[int]) -> npt.NDArray[Any]:
+    """Decode one raw blob; fixed-size types become a zero-copy read-only view."""
+    dims = check_shape(shape)
+    count = element_count(dims)
+    if datatype == "BYTES":
+        return deserialize_bytes(raw, count).reshape(dims)
+    dtype = dtype_for(datatype)
+    expected = count * dtype.itemsize
+    if len(raw) != expected:
+        raise TensorCodecError(
+            f"raw content holds {len(raw)} bytes but shape {list(dims)} of {datatype} "
+            f"needs {count} x {dtype.itemsize} = {expected} bytes"
+        )
+    return np.frombuffer(raw, dtype=dtype).reshape(dims)
+
+
+def array_to_raw(array: npt.NDArray[Any]) -> bytes:
+    """Encode an array as one raw blob in row-major order."""
+    if datatype_for(array.dtype) == "BYTES":
+        return serialize_bytes(array)
+    wire = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    return np.ascontiguousarray(wire).tobytes()
+
+
+def _element_bytes(item: object) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    if isinstance(item, (bytearray, memoryview)):
+        return bytes(item)
+    return str(item).encode("utf-8")
+
+
+def serialize_bytes(array: npt.NDArray[Any]) -> bytes:
+    """BYTES tensor -> elements each prefixed by a 4-byte little-endian length."""
+    parts: list[bytes] = []
+    for item in array.reshape(-1):
+        data = _element_bytes(item)
+        parts.append(struct.pack("<I", len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def deserialize_bytes(raw: bytes, count: int) -> npt.NDArray[np.object_]:
+    """Length-prefixed BYTES blob -> 1-D object array of `count` bytes items."""
+    items: list[bytes] = []
+    view = memoryview(raw)
+    offset = 0
+    while offset < len(view):
+        if offset + 4 > len(view):
+            raise TensorCodecError(
+                f"BYTES content is truncated: {len(view) - offset} bytes left where a 4-byte length prefix was expected"
+            )
+        (length,) = struct.unpack_from("<I", view, offset)
+        offset += 4
+        if offset + length > len(view):
+            raise TensorCodecError(
+                f"BYTES element {len(items)} declares {length} bytes but only {len(view) - offset} remain"
+            )
+        items.append(bytes(view[offset : offset + length]))
+        offset += length
+    if len(items) != count:
+        raise TensorCodecError(f"BYTES content holds {len(items)} elements but the shape needs {count}")
+    result = np.empty(count, dtype=np.object_)
+    result[:] = items
+    return result
+
+
+# -------------------------------------------------------------- typed contents
+
+
+def contents_to_array(values: Sequence[Any], datatype: str, shape: Sequence[int]) -> npt.NDArray[Any]:
+    """Typed contents (a repeated field's values) -> array of the datatype."""
+    dims = check_shape(shape)
+    count = element_count(dims)
+    if datatype not in CONTENTS_FIELD:
+        dtype_for(datatype)  # unknown names get the clearer message
+        raise TensorCodecError(f"datatype {datatype} can only be sent as raw content, not typed contents")
+    if len(values) != count:
+        raise TensorCodecError(
+            f"{CONTENTS_FIELD[datatype]} holds {len(values)} values but shape {list(dims)} needs {count}"
+        )
+    if datatype == "BYTES":
+        result = np.empty(count, dtype=np.object_)
+        result[:] = [bytes(value) for value in values]
+        return result.reshape(dims)
+    dtype = DATATYPE_TO_DTYPE[datatype]
+    wide = np.asarray(values)
+    if wide.size and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if wide.min() < info.min or wide.max() > info.max:
+            raise TensorCodecError(f"a value in {CONTENTS_FIELD[datatype]} is out of range for {datatype}")
+    return wide.astype(dtype).reshape(dims)
+
+
+def array_to_contents(array: npt.NDArray[Any]) -> tuple[str, list[Any]]:
+    """Array -> (InferTensorContents field name, flat list of values)."""
+    datatype = datatype_for(array.dtype)
+    if datatype not in CONTENTS_FIELD:
+        raise TensorCodecError(f"datatype {datatype} can only be sent as raw content")
+    flat = array.reshape(-1)
+    if datatype == "BYTES":
+        return CONTENTS_FIELD[datatype], [_element_bytes(item) for item in flat]
+    return CONTENTS_FIELD[datatype], flat.tolist()

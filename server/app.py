@@ -1,0 +1,88 @@
+"""The composition root: builds every part, and owns start and stop order.
+
+app = App(settings, registry)
+await app.start()          # binds (port 0 allowed), loads models, then reports ready
+...                        # app.grpc_port / app.http_port are the bound ports
+await app.stop()           # NOT_SERVING -> stop accepting -> finish in-flight -> unload
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from prometheus_client import CollectorRegistry
+
+from server.core import InferenceCore
+from server.grpc.health import HealthBridge
+from server.grpc.server import build_grpc_server
+from server.grpc.servicer import InferenceServicer
+from server.http.side_server import SideHttpServer
+from server.repository.manager import ModelRepository
+from server.runtime.loader import OnnxVersionLoader
+from server.settings import ServerSettings
+from server.telemetry.metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """One server process: gRPC endpoint, HTTP side port, repository and runtime pools."""
+
+    def __init__(self, settings: ServerSettings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.grpc_port = 0
+        self.http_port = 0
+        self._ready = False
+        self._infer_pool = ThreadPoolExecutor(settings.runtime.inference_threads, thread_name_prefix="infer")
+        self._load_pool = ThreadPoolExecutor(settings.runtime.load_threads, thread_name_prefix="load")
+        self.metrics = ServerMetrics(self.registry)
+        self.health = HealthBridge()
+        loader = OnnxVersionLoader(settings.runtime, self._load_pool, self._infer_pool)
+        self.repository = ModelRepository(
+            settings.model_repository,
+            loader,
+            drain_timeout_s=settings.grpc.graceful_shutdown_s,
+            listeners=(self.metrics.on_model_change, self.health.on_model_change),
+        )
+        self.core = InferenceCore(self.repository, self.metrics)
+        self._servicer = InferenceServicer(self.core, self.repository, settings.server_name, self.is_ready)
+        self._grpc: grpc.aio.Server | None = None
+        self._http: SideHttpServer | None = None
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        """Bind both ports, load the repository, then report ready."""
+        await self.health.set_server_serving(False)
+        if self.settings.http.enabled:
+            self._http = SideHttpServer(self.registry, self.is_ready)
+            self.http_port = await self._http.start(self.settings.http.host, self.settings.http.port)
+        self._grpc, self.grpc_port = build_grpc_server(self.settings.grpc, self._servicer, self.health)
+        await self._grpc.start()
+        log.info(
+            "server listening",
+            extra={"grpc_port": self.grpc_port, "http_port": self.http_port, "host": self.settings.grpc.host},
+        )
+        await self.repository.load_all()
+        self._ready = True
+        await self.health.set_server_serving(True)
+        log.info("server ready", extra={"models": [r.name for r in self.repository.records() if r.ready]})
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain and shut down: nothing accepted is dropped within the grace period."""
+        grace = self.settings.grpc.graceful_shutdown_s if grace_s is None else grace_s
+        self._ready = False
+        await self.health.shutdown()
+        if self._grpc is not None:
+            # Stops accepting new RPCs; in-flight ones get `grace` seconds to finish.
+            await self._grpc.stop(grace)
+        await self.repository.unload_all()
+        if self._http is not None:
+            await self._http.stop()
+        self._infer_pool.shutdown(wait=True, cancel_futures=False)
+        self._load_pool.shutdown(wait=True, cancel_futures=True)
+        log.info("server stopped")

@@ -1,0 +1,133 @@
+"""`python -m server`: parse flags, configure logging, run the app until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import ValidationError
+
+from server import __version__
+from server.app import App
+from server.settings import SECTIONS, ServerSettings, load_settings
+from server.telemetry.logging import configure_logging
+
+uvloop: ModuleType | None
+try:
+    import uvloop
+except ImportError:  # uvloop does not build on every platform; asyncio's loop still works
+    uvloop = None
+
+log = logging.getLogger("server")
+
+#: flag -> (settings section or "" for top level, field, type, help). The help gains the
+#: environment variable and the default from the settings model.
+_FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
+    ("--model-repository", "", "model_repository", Path, "model repository directory"),
+    ("--host", "grpc", "host", str, "gRPC bind address"),
+    ("--grpc-port", "grpc", "port", int, "gRPC port, 0 = any free port"),
+    ("--metrics-host", "http", "host", str, "metrics/health HTTP bind address"),
+    ("--metrics-port", "http", "port", int, "metrics/health HTTP port, 0 = any free port"),
+    ("--max-message-bytes", "grpc", "max_message_bytes", int, "largest gRPC message accepted or sent"),
+    ("--tls-certificate", "grpc", "tls_certificate", Path, "PEM certificate chain; serves TLS"),
+    ("--tls-private-key", "grpc", "tls_private_key", Path, "PEM private key of the certificate"),
+    ("--tls-client-ca", "grpc", "tls_client_ca", Path, "require client certificates signed by this CA"),
+    ("--graceful-shutdown", "grpc", "graceful_shutdown_s", float, "seconds in-flight requests get on SIGTERM"),
+    ("--inference-threads", "runtime", "inference_threads", int, "threads running ONNX Runtime"),
+    ("--intra-op-threads", "runtime", "intra_op_threads", int, "ONNX Runtime intra-op threads, 0 = auto"),
+    ("--inter-op-threads", "runtime", "inter_op_threads", int, "ONNX Runtime inter-op threads, 0 = auto"),
+    ("--log-level", "log", "level", str, "DEBUG, INFO, WARNING or ERROR"),
+    ("--log-format", "log", "format", str, "json or text"),
+)
+
+
+def _help(section: str, field: str, text: str) -> str:
+    model = SECTIONS[section] if section else ServerSettings
+    info = model.model_fields[field]
+    env = f"SERVER_{section.upper()}_{field.upper()}" if section else f"SERVER_{field.upper()}"
+    default = "computed" if info.default_factory is not None else info.default
+    return f"{text} [env {env}; default {default}]"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description="Open Inference Protocol (KServe V2) gRPC server for ONNX models. "
+        "Each flag can also be set by the environment variable in brackets; flags win.",
+    )
+    for flag, section, field, kind, text in _FLAGS:
+        dest = flag.lstrip("-").replace("-", "_")
+        parser.add_argument(flag, dest=dest, type=kind, default=None, help=_help(section, field, text))
+    parser.add_argument(
+        "--providers",
+        default=None,
+        help="comma-separated ONNX Runtime execution providers in order of preference "
+        "[SERVER_RUNTIME_PROVIDERS as a JSON list; default CUDA if available, then CPU]",
+    )
+    parser.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio event loop")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def settings_from_args(argv: Sequence[str] | None) -> ServerSettings:
+    """Parse flags into settings; environment variables fill what flags leave unset."""
+    args = vars(build_parser().parse_args(argv))
+    overrides: dict[str, Any] = {"grpc": {}, "http": {}, "runtime": {}, "log": {}}
+    for flag, section, field, _, _ in _FLAGS:
+        value = args[flag.lstrip("-").replace("-", "_")]
+        if section:
+            overrides[section][field] = value
+        else:
+            overrides[field] = value
+    if args["providers"]:
+        overrides["runtime"]["providers"] = tuple(p.strip() for p in args["providers"].split(",") if p.strip())
+    if args["no_uvloop"]:
+        overrides["use_uvloop"] = False
+    return load_settings(overrides)
+
+
+async def serve(settings: ServerSettings) -> None:
+    """Run until SIGTERM or SIGINT, then drain and stop."""
+    app = App(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        await stop.wait()
+        log.info("shutdown requested; draining", extra={"grace_s": settings.grpc.graceful_shutdown_s})
+    finally:
+        await app.stop()
+
+
+def _run(settings: ServerSettings) -> None:
+    if settings.use_uvloop and uvloop is not None:
+        uvloop.run(serve(settings))
+    else:
+        asyncio.run(serve(settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = settings_from_args(argv)
+    except ValidationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log.level, settings.log.format)
+    if not settings.model_repository.is_dir():
+        log.error("model repository is not a directory", extra={"path": str(settings.model_repository)})
+        return 2
+    try:
+        _run(settings)
+    except OSError as exc:
+        log.error("server failed to start", extra={"error": str(exc)})
+        return 1
+    return 0

@@ -1,0 +1,141 @@
+"""GRPCInferenceService: each RPC decodes, calls the core or the repository, encodes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeAlias
+
+import grpc
+
+from oip.v1 import grpc_service_pb2 as pb
+from oip.v1 import grpc_service_pb2_grpc as pb_grpc
+from server import __version__
+from server.core import InferenceCore
+from server.errors import UnsupportedError
+from server.grpc import messages
+from server.grpc.errors import grpc_errors
+from server.grpc.streaming import serve_stream
+from server.grpc.tensors import decode_request, encode_response
+from server.repository.manager import ModelRepository
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+EXTENSIONS = ("model_repository", "model_configuration", "statistics", "parameters")
+
+_SHARED_MEMORY = (
+    "shared-memory tensors are not supported by this server; send tensors in raw_input_contents "
+    "(message limits are raised, so large tensors fit)"
+)
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """The Open Inference Protocol service with Triton's repository, config and statistics extensions."""
+
+    def __init__(
+        self, core: InferenceCore, repository: ModelRepository, server_name: str, is_ready: Callable[[], bool]
+    ) -> None:
+        self._core = core
+        self._repository = repository
+        self._server_name = server_name
+        self._is_ready = is_ready
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        return encode_response(await self._core.infer(decode_request(request)))
+
+    # ------------------------------------------------------------ health
+
+    @grpc_errors
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    @grpc_errors
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._is_ready())
+
+    @grpc_errors
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(ready=self._repository.is_ready(request.name, request.version))
+
+    # ---------------------------------------------------------- metadata
+
+    @grpc_errors
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name=self._server_name, version=__version__, extensions=EXTENSIONS)
+
+    @grpc_errors
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
+        loaded = self._repository.resolve(request.name, request.version)
+        return messages.model_metadata(self._repository.record(request.name), loaded)
+
+    @grpc_errors
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
+        loaded = self._repository.resolve(request.name, request.version)
+        return pb.ModelConfigResponse(config=messages.model_config(loaded))
+
+    @grpc_errors
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Context) -> pb.ModelStatisticsResponse:
+        versions = self._repository.loaded_versions(request.name, request.version)
+        return pb.ModelStatisticsResponse(model_stats=[messages.model_statistics(v) for v in versions])
+
+    # --------------------------------------------------------- inference
+
+    @grpc_errors
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        return await self._infer(request)
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        async for response in serve_stream(request_iterator, self._infer):
+            yield response
+
+    # -------------------------------------------------------- repository
+
+    @grpc_errors
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> pb.RepositoryIndexResponse:
+        return messages.repository_index(await self._repository.index(ready_only=request.ready))
+
+    @grpc_errors
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        if request.parameters:
+            raise UnsupportedError(
+                f"load parameters {sorted(request.parameters)} are not supported: this server loads models only "
+                "from the repository directory; change config.toml or the version directories, then load again"
+            )
+        await self._repository.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @grpc_errors
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        await self._repository.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    # ----------------------------------------------------- shared memory
+
+    @grpc_errors
+    async def SystemSharedMemoryStatus(self, request: Any, context: Context) -> Any:
+        raise UnsupportedError(_SHARED_MEMORY)
+
+    @grpc_errors
+    async def SystemSharedMemoryRegister(self, request: Any, context: Context) -> Any:
+        raise UnsupportedError(_SHARED_MEMORY)
+
+    @grpc_errors
+    async def SystemSharedMemoryUnregister(self, request: Any, context: Context) -> Any:
+        raise UnsupportedError(_SHARED_MEMORY)
+
+    @grpc_errors
+    async def CudaSharedMemoryStatus(self, request: Any, context: Context) -> Any:
+        raise UnsupportedError(_SHARED_MEMORY)
+
+    @grpc_errors
+    async def CudaSharedMemoryRegister(self, request: Any, context: Context) -> Any:
+        raise UnsupportedError(_SHARED_MEMORY)
+
+    @grpc_errors
+    async def CudaSharedMemoryUnregister(self, request: Any, context: Context) -> Any:
+        raise UnsupportedError(_SHARED_MEMORY)

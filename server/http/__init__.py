@@ -1,0 +1,1 @@
+"""The HTTP side port: metrics and health for probes that do not speak gRPC."""

@@ -1,0 +1,54 @@
+"""A loaded, servable model version and the bookkeeping that lets it drain before unload."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from server.repository.config import ModelConfig
+from server.runtime.runner import Runner
+from server.statistics import VersionStatistics
+from server.types import ModelSignature
+
+
+@dataclass(eq=False, slots=True)
+class LoadedVersion:
+    """One version in memory. `runner` is closed only after in-flight requests finish."""
+
+    model_name: str
+    version: int
+    signature: ModelSignature
+    config: ModelConfig
+    runner: Runner
+    providers: tuple[str, ...]
+    statistics: VersionStatistics = field(default_factory=VersionStatistics)
+    _in_flight: int = 0
+    _idle: asyncio.Event | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name}:{self.version}"
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count a request as in flight for the duration of the block."""
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until no request uses this version; False if `timeout_s` passed first."""
+        if self._in_flight == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True

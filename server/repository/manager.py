@@ -1,0 +1,271 @@
+"""The model repository at run time: load, reload, unload and look up model versions.
+
+Loads run on worker threads through the injected loader, so serving other
+models never pauses. A reload loads the new versions first, switches traffic,
+then drains and closes the old ones: no request sees a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+
+from server.errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
+from server.repository.config import ModelConfig, load_model_config
+from server.repository.loaded import LoadedVersion
+from server.repository.policy import select_versions
+from server.repository.records import IndexEntry, ModelRecord, State, VersionStatus
+from server.repository.scanner import ModelSource, list_models, scan_model
+
+log = logging.getLogger(__name__)
+
+VersionLoader = Callable[[str, int, Path, ModelConfig], Awaitable[LoadedVersion]]
+"""Loads one version: (model name, version, model file, config) -> LoadedVersion."""
+
+ChangeListener = Callable[[ModelRecord], None]
+"""Told about a model's new record after every state change."""
+
+
+class ModelRepository:
+    """All models under one directory, and which of their versions serve traffic."""
+
+    def __init__(
+        self,
+        root: Path,
+        loader: VersionLoader,
+        *,
+        drain_timeout_s: float = 30.0,
+        listeners: Sequence[ChangeListener] = (),
+    ) -> None:
+        self._root = root
+        self._loader = loader
+        self._drain_timeout_s = drain_timeout_s
+        self._listeners = list(listeners)
+        self._records: dict[str, ModelRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    # ------------------------------------------------------------------ lookups
+
+    def records(self) -> list[ModelRecord]:
+        return [self._records[name] for name in sorted(self._records)]
+
+    def record(self, name: str) -> ModelRecord:
+        record = self._records.get(name)
+        if record is None:
+            raise ModelNotFoundError(f"model '{name}' is not in the repository{self._known_hint()}")
+        return record
+
+    def resolve(self, name: str, version: str = "") -> LoadedVersion:
+        """The loaded version that serves a request; empty `version` = highest ready."""
+        record = self.record(name)
+        if not version:
+            latest = record.latest()
+            if latest is None:
+                raise ModelNotReadyError(f"model '{name}' has no ready version{_because(record)}")
+            return latest
+        number = _parse_version(name, version)
+        loaded = record.loaded.get(number)
+        if loaded is not None:
+            return loaded
+        status = record.status.get(number)
+        if status is not None:
+            detail = f": {status.reason}" if status.reason else ""
+            raise ModelNotReadyError(f"version {number} of model '{name}' is {status.state}{detail}")
+        available = ", ".join(str(v) for v in sorted(record.loaded)) or "none"
+        raise ModelNotFoundError(f"version {number} of model '{name}' does not exist; ready versions: {available}")
+
+    def is_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.resolve(name, version)
+        except (ModelNotFoundError, ModelNotReadyError):
+            return False
+        return True
+
+    def loaded_versions(self, name: str = "", version: str = "") -> list[LoadedVersion]:
+        """Loaded versions filtered by model name and version (empty = all)."""
+        if name:
+            record = self.record(name)
+            if version:
+                return [self.resolve(name, version)]
+            return [record.loaded[v] for v in sorted(record.loaded)]
+        return [record.loaded[v] for record in self.records() for v in sorted(record.loaded)]
+
+    async def index(self, ready_only: bool = False) -> list[IndexEntry]:
+        """Every model on disk or known, one entry per version, with state and reason."""
+        on_disk = await asyncio.to_thread(list_models, self._root)
+        entries: list[IndexEntry] = []
+        for name in sorted(set(on_disk) | set(self._records)):
+            record = self._records.get(name)
+            if record is None:
+                entries.append(IndexEntry(name, "", State.UNAVAILABLE, "not loaded"))
+                continue
+            if not record.status:
+                entries.append(IndexEntry(name, "", State.UNAVAILABLE, record.reason))
+            for version in sorted(record.status):
+                status = record.status[version]
+                entries.append(IndexEntry(name, str(version), status.state, status.reason))
+        if ready_only:
+            entries = [entry for entry in entries if entry.state == State.READY]
+        return entries
+
+    # ------------------------------------------------------------ load / unload
+
+    async def load_all(self) -> None:
+        """Load every model on disk concurrently; failures are recorded, not raised."""
+        names = await asyncio.to_thread(list_models, self._root)
+        results = await asyncio.gather(*(self.load(name) for name in names), return_exceptions=True)
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("model failed to load", extra={"model": name, "reason": str(result)})
+
+    async def load(self, name: str) -> ModelRecord:
+        """Load or reload a model from disk. Raises if no version could be loaded."""
+        async with self._lock(name):
+            source = await asyncio.to_thread(scan_model, self._root, name)
+            if source is None:
+                raise ModelNotFoundError(
+                    f"model '{name}' has no directory in the repository {self._root}{self._known_hint()}"
+                )
+            old = self._records.get(name)
+            try:
+                config = await asyncio.to_thread(load_model_config, source.path)
+                selected = _select(source, config)
+            except ModelLoadError as exc:
+                self._fail_model(name, old, str(exc))
+                raise
+            record = await self._load_versions(source, config, selected, old)
+            if old is not None and record is not old:
+                await self._retire(old.loaded.values())
+            return record
+
+    async def unload(self, name: str) -> None:
+        """Stop serving a model: new requests get UNAVAILABLE, in-flight ones finish."""
+        async with self._lock(name):
+            old = self.record(name)
+            unloading = {v: VersionStatus(State.UNLOADING) for v in old.loaded}
+            self._publish(ModelRecord(name, old.config, status={**old.status, **unloading}))
+            await self._retire(old.loaded.values())
+            unloaded = {v: VersionStatus(State.UNAVAILABLE, "unloaded") for v in old.status}
+            self._publish(ModelRecord(name, old.config, status=unloaded, reason="unloaded"))
+            log.info("model unloaded", extra={"model": name})
+
+    async def unload_all(self) -> None:
+        await asyncio.gather(*(self.unload(name) for name in list(self._records)))
+
+    # ---------------------------------------------------------------- internals
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    def _known_hint(self) -> str:
+        known = ", ".join(sorted(self._records))
+        return f"; known models: {known}" if known else ""
+
+    def _publish(self, record: ModelRecord) -> None:
+        self._records[record.name] = record
+        for listener in self._listeners:
+            listener(record)
+
+    def _fail_model(self, name: str, old: ModelRecord | None, reason: str) -> None:
+        if old is not None and old.loaded:
+            # A failed reload leaves the previous versions serving.
+            old.reason = f"reload failed: {reason}"
+            log.error("model reload failed; previous versions keep serving", extra={"model": name, "reason": reason})
+            return
+        self._publish(ModelRecord(name, None, reason=reason))
+        log.error("model unavailable", extra={"model": name, "reason": reason})
+
+    async def _load_versions(
+        self, source: ModelSource, config: ModelConfig, selected: list[int], old: ModelRecord | None
+    ) -> ModelRecord:
+        name = source.name
+        if old is None or not old.loaded:
+            self._publish(ModelRecord(name, config, status={v: VersionStatus(State.LOADING) for v in selected}))
+        paths = [source.versions[v] / config.model_filename for v in selected]
+        results = await asyncio.gather(
+            *(self._loader(name, v, path, config) for v, path in zip(selected, paths, strict=True)),
+            return_exceptions=True,
+        )
+        record = ModelRecord(name, config)
+        for version, result in zip(selected, results, strict=True):
+            if isinstance(result, LoadedVersion):
+                record.loaded[version] = result
+                record.status[version] = VersionStatus(State.READY)
+            else:
+                reason = _reason(result)
+                record.status[version] = VersionStatus(State.UNAVAILABLE, reason)
+                log.error("model version failed to load", extra={"model": name, "version": version, "reason": reason})
+        if not record.loaded:
+            reasons = "; ".join(f"version {v}: {s.reason}" for v, s in sorted(record.status.items()))
+            if old is not None and old.loaded:
+                self._fail_model(name, old, reasons)
+                raise ModelLoadError(f"failed to reload model '{name}', previous versions keep serving: {reasons}")
+            record.reason = reasons
+            self._publish(record)
+            raise ModelLoadError(f"failed to load model '{name}': {reasons}")
+        self._publish(record)
+        log.info(
+            "model loaded",
+            extra={"model": name, "versions": sorted(record.loaded), "providers": _providers(record)},
+        )
+        return record
+
+    async def _retire(self, versions: Iterable[LoadedVersion]) -> None:
+        for loaded in versions:
+            if not await loaded.drain(self._drain_timeout_s):
+                log.warning(
+                    "unloading with requests still in flight after the drain timeout",
+                    extra={"model": loaded.model_name, "version": loaded.version},
+                )
+            loaded.runner.close()
+
+
+def _select(source: ModelSource, config: ModelConfig) -> list[int]:
+    if not source.versions:
+        raise ModelLoadError(
+            f"model directory {source.path} has no numbered version directories"
+            f" (expected e.g. {source.path}/1/{config.model_filename})"
+        )
+    selected = select_versions(config.versions, source.versions)
+    if not selected:
+        found = ", ".join(str(v) for v in sorted(source.versions))
+        raise ModelLoadError(
+            f"version policy {config.versions.policy!r} selects none of the versions on disk ({found})"
+        )
+    return selected
+
+
+def _parse_version(name: str, version: str) -> int:
+    if not version.isdigit():
+        raise ModelNotFoundError(f"version '{version}' of model '{name}' does not exist; versions are whole numbers")
+    return int(version)
+
+
+def _because(record: ModelRecord) -> str:
+    return f" ({record.reason})" if record.reason else ""
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, ModelLoadError):
+        return str(error)
+    log.error("unexpected error while loading a model version", exc_info=error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _providers(record: ModelRecord) -> list[str]:
+    providers: set[str] = set()
+    for loaded in record.loaded.values():
+        providers.update(loaded.providers)
+    return sorted(providers)

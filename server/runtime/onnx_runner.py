@@ -1,0 +1,135 @@
+"""ONNX Runtime sessions behind the Runner interface."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from server.errors import InferenceFailedError, InvalidInputError, ModelLoadError
+from server.repository.config import ModelConfig
+from server.runtime.onnx_signature import signature_from_session
+from server.runtime.providers import choose_providers
+from server.runtime.runner import RunResult, RunTimings
+from server.settings import RuntimeSettings
+from server.types import ModelSignature
+
+log = logging.getLogger(__name__)
+
+_OPTIMIZATION = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedOnnxModel:
+    """What loading produced: the sessions (one per instance) and the signature."""
+
+    sessions: tuple[Any, ...]
+    signature: ModelSignature
+    providers: tuple[str, ...]
+
+
+def _session_options(config: ModelConfig, defaults: RuntimeSettings) -> Any:
+    options = ort.SessionOptions()
+    intra = config.runtime.intra_op_threads
+    inter = config.runtime.inter_op_threads
+    options.intra_op_num_threads = defaults.intra_op_threads if intra is None else intra
+    options.inter_op_num_threads = defaults.inter_op_threads if inter is None else inter
+    options.graph_optimization_level = _OPTIMIZATION[config.runtime.graph_optimization]
+    options.log_severity_level = 3  # errors only: provider fallbacks are logged by us
+    return options
+
+
+def load_onnx_model(path: Path, config: ModelConfig, defaults: RuntimeSettings) -> LoadedOnnxModel:
+    """Create the sessions for one version. Blocking: call it from a worker thread."""
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} does not exist")
+    requested = config.runtime.providers if config.runtime.providers is not None else defaults.providers
+    providers = choose_providers(requested, ort.get_available_providers())
+    options = _session_options(config, defaults)
+    sessions = []
+    try:
+        for _ in range(config.instances.count):
+            sessions.append(ort.InferenceSession(str(path), sess_options=options, providers=providers))
+    except Exception as exc:  # onnxruntime raises several unrelated types for bad files
+        raise ModelLoadError(f"onnxruntime could not load {path}: {exc}") from None
+    signature = signature_from_session(sessions[0], config.max_batch_size)
+    return LoadedOnnxModel(sessions=tuple(sessions), signature=signature, providers=tuple(sessions[0].get_providers()))
+
+
+def _to_runtime(name: str, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    # ONNX string tensors hold text: ORT would store repr(b"...") for bytes items.
+    if array.dtype != np.object_:
+        return array
+    try:
+        text = np.empty(array.shape, dtype=np.object_)
+        text.reshape(-1)[:] = [item.decode("utf-8") if isinstance(item, bytes) else item for item in array.reshape(-1)]
+    except UnicodeDecodeError:
+        message = f"input '{name}' has an element that is not UTF-8; ONNX string tensors hold text"
+        raise InvalidInputError(message) from None
+    return text
+
+
+def _from_runtime(array: Any) -> npt.NDArray[Any]:
+    result = np.asarray(array)
+    if result.dtype.kind in "OU":
+        encoded = np.empty(result.shape, dtype=np.object_)
+        encoded.reshape(-1)[:] = [str(item).encode("utf-8") for item in result.reshape(-1)]
+        return encoded
+    return result
+
+
+class OnnxRunner:
+    """Runs a loaded version on a bounded thread pool, round-robin over its instances."""
+
+    def __init__(self, model: LoadedOnnxModel, executor: Executor, label: str) -> None:
+        self._sessions = model.sessions
+        self._next_session = itertools.cycle(model.sessions)
+        self._executor = executor
+        self._label = label
+
+    async def run(self, inputs: Mapping[str, npt.NDArray[Any]], output_names: Sequence[str]) -> RunResult:
+        session = next(self._next_session)
+        submitted = time.perf_counter_ns()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_blocking, session, inputs, output_names, submitted)
+
+    def _run_blocking(
+        self, session: Any, inputs: Mapping[str, npt.NDArray[Any]], output_names: Sequence[str], submitted: int
+    ) -> RunResult:
+        started = time.perf_counter_ns()
+        feed = {name: _to_runtime(name, array) for name, array in inputs.items()}
+        prepared = time.perf_counter_ns()
+        try:
+            raw_outputs = session.run(list(output_names), feed)
+        except Exception as exc:  # onnxruntime's errors carry the useful detail in the text
+            raise InferenceFailedError(f"model {self._label} failed in onnxruntime: {exc}") from None
+        finished = time.perf_counter_ns()
+        outputs = {name: _from_runtime(value) for name, value in zip(output_names, raw_outputs, strict=True)}
+        converted = time.perf_counter_ns()
+        timings = RunTimings(
+            queue_ns=started - submitted,
+            input_ns=prepared - started,
+            infer_ns=finished - prepared,
+            output_ns=converted - finished,
+        )
+        return RunResult(outputs=outputs, timings=timings)
+
+    def close(self) -> None:
+        # Sessions free their memory when the last reference goes; drop ours.
+        self._sessions = ()
+        self._next_session = itertools.cycle(())

@@ -1,0 +1,131 @@
+"""Typed, validated server settings: CLI flags override SERVER_* environment variables.
+
+Each concern has its own section and environment prefix, e.g. SERVER_GRPC_PORT,
+SERVER_RUNTIME_INFERENCE_THREADS, SERVER_MODEL_REPOSITORY. Settings are frozen
+once loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _section(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="forbid")
+
+
+class GrpcSettings(BaseSettings):
+    """The gRPC endpoint."""
+
+    model_config = _section("SERVER_GRPC_")
+
+    host: str = "0.0.0.0"
+    """Interface to bind; 127.0.0.1 keeps the server local."""
+    port: int = Field(8001, ge=0, le=65535)
+    """gRPC port; 0 picks a free port (the bound port is logged)."""
+    max_message_bytes: int = Field(512 * 1024 * 1024, ge=4 * 1024 * 1024, le=2**31 - 1)
+    """Largest request or response message accepted or sent."""
+    tls_certificate: Path | None = None
+    """PEM certificate chain; with tls_private_key, serves TLS instead of plaintext."""
+    tls_private_key: Path | None = None
+    """PEM private key for tls_certificate."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."""
+    graceful_shutdown_s: float = Field(10.0, ge=0)
+    """On SIGTERM, how long in-flight requests may take to finish before they are cancelled."""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GrpcSettings:
+        if (self.tls_certificate is None) != (self.tls_private_key is None):
+            raise ValueError("tls_certificate and tls_private_key must be given together")
+        if self.tls_client_ca is not None and self.tls_certificate is None:
+            raise ValueError("tls_client_ca needs tls_certificate and tls_private_key")
+        return self
+
+
+class HttpSettings(BaseSettings):
+    """The HTTP side port: Prometheus /metrics and /v2/health/{live,ready}."""
+
+    model_config = _section("SERVER_HTTP_")
+
+    host: str = "0.0.0.0"
+    """Interface for the metrics and health port."""
+    port: int = Field(8002, ge=0, le=65535)
+    """Metrics/health port; 0 picks a free port."""
+    enabled: bool = True
+    """Serve the HTTP side port at all."""
+
+
+class RuntimeSettings(BaseSettings):
+    """ONNX Runtime defaults; a model's config.toml [runtime] section overrides them."""
+
+    model_config = _section("SERVER_RUNTIME_")
+
+    inference_threads: int = Field(default_factory=lambda: min(32, (os.cpu_count() or 1) + 4), ge=1)
+    """Worker threads that run session.run (ONNX Runtime releases the GIL)."""
+    load_threads: int = Field(2, ge=1)
+    """Threads that load models, so loading never blocks inference."""
+    providers: tuple[str, ...] = ()
+    """Execution providers in order of preference; empty = CUDA/TensorRT if available, then CPU."""
+    intra_op_threads: int = Field(0, ge=0)
+    """Threads inside one operator; 0 lets ONNX Runtime decide."""
+    inter_op_threads: int = Field(0, ge=0)
+    """Threads across independent operators; 0 lets ONNX Runtime decide."""
+
+
+class LoggingSettings(BaseSettings):
+    """Structured logs on stderr."""
+
+    model_config = _section("SERVER_LOG_")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Minimum level written."""
+    format: Literal["json", "text"] = "json"
+    """json: one object per line for log shippers; text: for humans."""
+
+
+class ServerSettings(BaseSettings):
+    """Everything the server needs to start."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVER_", frozen=True, extra="forbid")
+
+    model_repository: Path = Path("models")
+    """Directory of models: <model>/<version>/model.onnx, optional <model>/config.toml."""
+    server_name: str = "oip-inference-server"
+    """Name reported by ServerMetadata."""
+    use_uvloop: bool = True
+    """Run the event loop on uvloop when it is installed."""
+    grpc: GrpcSettings = Field(default_factory=GrpcSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    log: LoggingSettings = Field(default_factory=LoggingSettings)
+
+
+SECTIONS: dict[str, type[BaseSettings]] = {
+    "grpc": GrpcSettings,
+    "http": HttpSettings,
+    "runtime": RuntimeSettings,
+    "log": LoggingSettings,
+}
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> ServerSettings:
+    """Build settings from the environment, then apply explicit overrides.
+
+    `overrides` holds top-level fields and per-section dicts, e.g.
+    ``{"model_repository": Path("m"), "grpc": {"port": 0}}``; keys whose value
+    is None are ignored so unset CLI flags fall through to the environment.
+    """
+    top: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        if key in SECTIONS:
+            section = {k: v for k, v in dict(value).items() if v is not None}
+            top[key] = SECTIONS[key](**section)
+        elif value is not None:
+            top[key] = value
+    return ServerSettings(**top)

@@ -1,0 +1,70 @@
+"""Prometheus metrics, registered on an injected registry (never the global one).
+
+Base units (seconds), one family per meaning, bounded labels: model and version
+come from the repository, code from our fixed status table.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from server.repository.records import ModelRecord
+
+#: Request latency buckets: 100 µs .. 10 s, denser where online inference lives.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServerMetrics:
+    """The server's metric families."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ("model", "version")
+        self.requests = Counter(
+            "inference_requests",
+            "Inference requests by outcome (gRPC status code name).",
+            (*labels, "code"),
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "inference_request_duration_seconds",
+            "Time from request decoded to response ready, successful requests.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queue_duration = Histogram(
+            "inference_queue_duration_seconds",
+            "Time a request waited before its model execution started.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.compute_duration = Histogram(
+            "inference_compute_duration_seconds",
+            "Time of one model execution, input preparation to output conversion.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "inference_batch_size",
+            "Samples per model execution.",
+            labels,
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.model_ready = Gauge(
+            "inference_model_ready",
+            "1 when the model version serves traffic, else 0.",
+            labels,
+            registry=registry,
+        )
+
+    def on_model_change(self, record: ModelRecord) -> None:
+        """Repository listener: keep the readiness gauge in step with the record."""
+        for version in record.status:
+            ready = 1 if version in record.loaded else 0
+            self.model_ready.labels(record.name, str(version)).set(ready)

@@ -1,0 +1,71 @@
+"""Plain, protocol-independent objects that flow through the core."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy.typing as npt
+
+ParameterValue = bool | int | float | str
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """A model input or output as served: protocol datatype and shape, -1 = variable."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSignature:
+    """What a model version accepts and returns.
+
+    `max_batch_size > 0` means the first dimension of every input and output is
+    the batch dimension, which is included in `shape` as -1.
+    """
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+
+    def input(self, name: str) -> TensorSpec | None:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        return None
+
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.outputs)
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """One inference request, decoded from the wire."""
+
+    model_name: str
+    model_version: str
+    inputs: dict[str, npt.NDArray[Any]]
+    requested_outputs: tuple[str, ...] = ()
+    request_id: str = ""
+    parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InferResponse:
+    """The outputs of one request, in the order they should be sent."""
+
+    model_name: str
+    model_version: str
+    outputs: dict[str, npt.NDArray[Any]]
+    request_id: str = ""
+
+
+def batch_size_of(inputs: Mapping[str, npt.NDArray[Any]]) -> int:
+    """Leading dimension of the first input (1 for scalars or no inputs)."""
+    for array in inputs.values():
+        return int(array.shape[0]) if array.ndim else 1
+    return 1

@@ -1,0 +1,105 @@
+"""Tiny ONNX models built in code, for tests that need a specific signature or behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+#: Protocol datatype -> ONNX element type.
+ONNX_TYPES = {
+    "BOOL": TensorProto.BOOL,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+
+Dim = int | str
+
+
+def _model(nodes: list, inputs: list, outputs: list, initializers: Sequence = ()) -> bytes:
+    graph = helper.make_graph(nodes, "test", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
+    model.ir_version = 9
+    return model.SerializeToString()
+
+
+def identity(datatype: str, shape: Sequence[Dim] = ("batch", 3)) -> bytes:
+    """INPUT0 -> OUTPUT0 unchanged, of one datatype."""
+    element = ONNX_TYPES[datatype]
+    return _model(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
+        [helper.make_tensor_value_info("INPUT0", element, list(shape))],
+        [helper.make_tensor_value_info("OUTPUT0", element, list(shape))],
+    )
+
+
+def add_sub(width: int = 16) -> bytes:
+    """Like Triton's `simple`: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1 (INT32)."""
+    shape: list[Dim] = ["batch", width]
+    tensor = helper.make_tensor_value_info
+    return _model(
+        [helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]), helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"])],
+        [tensor("INPUT0", TensorProto.INT32, shape), tensor("INPUT1", TensorProto.INT32, shape)],
+        [tensor("OUTPUT0", TensorProto.INT32, shape), tensor("OUTPUT1", TensorProto.INT32, shape)],
+    )
+
+
+def fixed_shape() -> bytes:
+    """A model without a batch dimension: x FP32 [2, 3] -> y = 2x."""
+    two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")
+    return _model(
+        [helper.make_node("Mul", ["x", "two"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [two],
+    )
+
+
+def reshape_by_five() -> bytes:
+    """x FP32 [batch, n] reshaped to [-1, 5]: fails inside onnxruntime unless batch*n % 5 == 0."""
+    shape = numpy_helper.from_array(np.array([-1, 5], dtype=np.int64), "shape")
+    return _model(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])],
+        [shape],
+    )
+
+
+def slow_matmul() -> bytes:
+    """x FP32 [1, n] -> sum((x^T x) @ (x^T x)): O(n^3) work, so n tunes how long a request takes."""
+    return _model(
+        [
+            helper.make_node("Transpose", ["x"], ["xt"]),
+            helper.make_node("MatMul", ["xt", "x"], ["outer"]),
+            helper.make_node("MatMul", ["outer", "outer"], ["square"]),
+            helper.make_node("ReduceSum", ["square"], ["y"], keepdims=1),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+    )
+
+
+def write_model(root: Path, name: str, model: bytes, versions: Sequence[int] = (1,), config: str | None = None) -> Path:
+    """Put `model` into root/name/<v>/model.onnx for each version, with an optional config.toml."""
+    model_dir = root / name
+    for version in versions:
+        (model_dir / str(version)).mkdir(parents=True, exist_ok=True)
+        (model_dir / str(version) / "model.onnx").write_bytes(model)
+    if config is not None:
+        (model_dir / "config.toml").write_text(config)
+    return model_dir
