@@ -36,6 +36,7 @@ class App:
         self.grpc_port = 0
         self.http_port = 0
         self._ready = False
+        self._stopped = False
         self._infer_pool = ThreadPoolExecutor(settings.runtime.inference_threads, thread_name_prefix="infer")
         self._load_pool = ThreadPoolExecutor(settings.runtime.load_threads, thread_name_prefix="load")
         self.metrics = ServerMetrics(self.registry)
@@ -73,7 +74,10 @@ class App:
         log.info("server ready", extra={"models": [r.name for r in self.repository.records() if r.ready]})
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drain and shut down: nothing accepted is dropped within the grace period."""
+        """Drain and shut down: nothing accepted is dropped within the grace period. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         grace = self.settings.grpc.graceful_shutdown_s if grace_s is None else grace_s
         self._ready = False
         await self.health.shutdown()

@@ -32,13 +32,16 @@ class InferenceCore:
         """Serve one request; raises a ServerError subclass for anything the caller must hear about."""
         loaded = self._repository.resolve(request.model_name, request.model_version)
         started = time.perf_counter_ns()
+        pending = self._metrics.pending.labels(loaded.model_name, str(loaded.version))
+        pending.inc()
         with loaded.serving():
             try:
-                response = await self._run(loaded, request)
+                return await self._run(loaded, request)
             except Exception as error:
                 self._record_failure(loaded, error, time.perf_counter_ns() - started)
                 raise
-        return response
+            finally:
+                pending.dec()
 
     async def _run(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
         started = time.perf_counter_ns()

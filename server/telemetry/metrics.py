@@ -56,6 +56,12 @@ class ServerMetrics:
             buckets=BATCH_BUCKETS,
             registry=registry,
         )
+        self.pending = Gauge(
+            "inference_pending_requests",
+            "Requests accepted for the model version and not yet answered (queued or executing).",
+            labels,
+            registry=registry,
+        )
         self.model_ready = Gauge(
             "inference_model_ready",
             "1 when the model version serves traffic, else 0.",

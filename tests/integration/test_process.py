@@ -1,0 +1,63 @@
+"""`python -m server` as a real process: start-up log, side port, SIGTERM drains in-flight requests."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from clients import InferenceClient
+from tests.support import onnx_models
+from tests.support.process import ServerProcess
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_cleanly(tmp_path: Path) -> None:
+    onnx_models.write_model(tmp_path, "slow", onnx_models.slow_matmul())
+    onnx_models.write_model(tmp_path, "corrupt", b"not onnx")
+    x = np.random.default_rng(0).random((1, 3000), dtype=np.float32)  # roughly half a second per request
+    server = ServerProcess(tmp_path, "--graceful-shutdown", "30", "--intra-op-threads", "1").start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/v2/health/ready", timeout=5) as response:
+            assert response.status == 200
+        results: list[object] = []
+
+        def call() -> None:
+            with InferenceClient(server.address, timeout=60) as client:
+                try:
+                    results.append(client.infer("slow", {"x": x}))
+                except Exception as error:  # recorded and asserted below
+                    results.append(error)
+
+        workers = [threading.Thread(target=call) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 30
+        while server.metric("inference_pending_requests", model="slow") < 3:
+            assert time.monotonic() < deadline, "requests never reached the server"
+            time.sleep(0.01)
+        server.terminate()
+        for worker in workers:
+            worker.join(60)
+        assert server.wait(60) == 0
+    finally:
+        server.stop()
+    assert len(results) == 3
+    for result in results:
+        assert isinstance(result, dict), result
+        assert result["y"].shape == (1, 1)
+    messages = [entry["msg"] for entry in server.logs]
+    assert "shutdown requested; draining" in messages
+    assert messages[-1] == "server stopped"
+    failures = [entry for entry in server.logs if entry.get("model") == "corrupt" and entry["level"] == "error"]
+    assert failures and "onnxruntime could not load" in failures[0]["reason"]
+
+
+def test_bad_repository_path_is_a_clear_error(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "missing")
+    completed = subprocess.run(server.args, check=False, env=server.env, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert "model repository is not a directory" in completed.stderr
