@@ -186,13 +186,12 @@ def contents_to_array(values: Sequence[Any], datatype: str, shape: Sequence[int]
         result = np.empty(count, dtype=np.object_)
         result[:] = [bytes(value) for value in values]
         return result.reshape(dims)
-    dtype = DATATYPE_TO_DTYPE[datatype]
-    wide = np.asarray(values)
-    if wide.size and dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        if wide.min() < info.min or wide.max() > info.max:
-            raise TensorCodecError(f"a value in {CONTENTS_FIELD[datatype]} is out of range for {datatype}")
-    return wide.astype(dtype).reshape(dims)
+    try:
+        # Straight to the target dtype: numpy >= 2 rejects out-of-range Python ints here, and
+        # no intermediate float array can round large 64-bit values.
+        return np.array(values, dtype=DATATYPE_TO_DTYPE[datatype]).reshape(dims)
+    except OverflowError:
+        raise TensorCodecError(f"a value in {CONTENTS_FIELD[datatype]} is out of range for {datatype}") from None
 
 
 def array_to_contents(array: npt.NDArray[Any]) -> tuple[str, list[Any]]:

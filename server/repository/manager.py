@@ -248,7 +248,7 @@ def _select(source: ModelSource, config: ModelConfig) -> list[int]:
 
 
 def _parse_version(name: str, version: str) -> int:
-    if not version.isdigit():
+    if not (version.isascii() and version.isdecimal()):
         raise ModelNotFoundError(f"version '{version}' of model '{name}' does not exist; versions are whole numbers")
     return int(version)
 

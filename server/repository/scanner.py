@@ -34,5 +34,9 @@ def scan_model(root: Path, name: str) -> ModelSource | None:
     path = root / name
     if not _is_model_dir(path):
         return None
-    versions = {int(child.name): child for child in path.iterdir() if child.is_dir() and child.name.isdigit()}
+    versions = {
+        int(child.name): child
+        for child in path.iterdir()
+        if child.is_dir() and child.name.isascii() and child.name.isdecimal()
+    }
     return ModelSource(name=name, path=path, versions=versions)

@@ -1,0 +1,30 @@
+# The server image: the same install as `make run`, run as a non-root user.
+#   docker build -t oip-server .
+#   docker run -p 8001:8001 -p 8002:8002 -v "$PWD/models:/models:ro" oip-server
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin inference
+
+WORKDIR /opt/oip-server
+COPY pyproject.toml README.md ./
+COPY oip ./oip
+COPY server ./server
+COPY clients ./clients
+RUN python -m pip install --no-cache-dir .
+
+COPY --chown=inference:inference models /models
+VOLUME ["/models"]
+
+USER inference
+EXPOSE 8001 8002
+
+# Ready means: listening and the repository has been loaded (same endpoint as Kubernetes probes).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/v2/health/ready', timeout=2)"]
+
+ENTRYPOINT ["python", "-m", "server"]
+CMD ["--model-repository", "/models", "--host", "0.0.0.0", "--grpc-port", "8001", "--metrics-port", "8002"]
