@@ -117,25 +117,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # ----------------------------------------------------- shared memory
 
     @grpc_errors
-    async def SystemSharedMemoryStatus(self, request: Any, context: Context) -> Any:
+    async def _shared_memory_unsupported(self, request: Any, context: Context) -> Any:
         raise UnsupportedError(_SHARED_MEMORY)
 
-    @grpc_errors
-    async def SystemSharedMemoryRegister(self, request: Any, context: Context) -> Any:
-        raise UnsupportedError(_SHARED_MEMORY)
-
-    @grpc_errors
-    async def SystemSharedMemoryUnregister(self, request: Any, context: Context) -> Any:
-        raise UnsupportedError(_SHARED_MEMORY)
-
-    @grpc_errors
-    async def CudaSharedMemoryStatus(self, request: Any, context: Context) -> Any:
-        raise UnsupportedError(_SHARED_MEMORY)
-
-    @grpc_errors
-    async def CudaSharedMemoryRegister(self, request: Any, context: Context) -> Any:
-        raise UnsupportedError(_SHARED_MEMORY)
-
-    @grpc_errors
-    async def CudaSharedMemoryUnregister(self, request: Any, context: Context) -> Any:
-        raise UnsupportedError(_SHARED_MEMORY)
+    SystemSharedMemoryStatus = SystemSharedMemoryRegister = SystemSharedMemoryUnregister = _shared_memory_unsupported
+    CudaSharedMemoryStatus = CudaSharedMemoryRegister = CudaSharedMemoryUnregister = _shared_memory_unsupported

@@ -225,8 +225,10 @@ async def test_non_utf8_bytes_for_a_string_model(stub) -> None:
 
 
 async def test_shared_memory_rpcs_explain_they_are_unsupported(stub) -> None:
-    await expect_error(
+    calls = (
         stub.SystemSharedMemoryRegister(pb.SystemSharedMemoryRegisterRequest(name="r")),
-        grpc.StatusCode.UNIMPLEMENTED,
-        "shared-memory",
+        stub.SystemSharedMemoryStatus(pb.SystemSharedMemoryStatusRequest()),
+        stub.CudaSharedMemoryUnregister(pb.CudaSharedMemoryUnregisterRequest(name="r")),
     )
+    for call in calls:
+        await expect_error(call, grpc.StatusCode.UNIMPLEMENTED, "shared-memory", "raw_input_contents")
