@@ -14,6 +14,7 @@ COPY pyproject.toml README.md ./
 COPY oip ./oip
 COPY server ./server
 COPY clients ./clients
+COPY loadtest ./loadtest
 RUN python -m pip install --no-cache-dir .
 
 COPY --chown=inference:inference models /models

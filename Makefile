@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 INSTALL_RUNTIME := pip install --no-cache-dir .
 INSTALL_DEV := pip install -e '.[dev]'
 
-.PHONY: run test lint typecheck unit stubs models clean
+.PHONY: run test lint typecheck unit stubs models loadtest-setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,14 +31,18 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/python -m server --model-repository $(MODELS) --host $(HOST) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: lint typecheck unit
+test: lint typecheck loadtest-setup unit
+
+# h2load (Debian nghttp2-client) for the load test's h2load engine; its tests are skipped without it.
+loadtest-setup:
+	@bash loadtest/setup_h2load.sh || echo "h2load is not installed: the h2load engine and its tests are unavailable"
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check server clients oip/codec.py
+	$(BIN)/ruff format --check server clients loadtest oip/codec.py tests
 
 typecheck: $(VENV)/.dev
-	$(BIN)/mypy server clients oip/codec.py
+	$(BIN)/mypy server clients loadtest oip/codec.py
 
 unit: $(VENV)/.dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

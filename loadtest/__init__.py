@@ -1,0 +1,1 @@
+"""Load testing for Open Inference Protocol servers: `python -m loadtest`."""
