@@ -129,7 +129,7 @@ def _run(argv: Sequence[str]) -> int:
     write_markdown(report, output / "report.md", [path.name for path in plots])
     print(format_table(report.levels))
     for name, value in report.ratios.items():
-        print(f"{name}: {value:.3f}")
+        print(f"{name}: {value:.3g}")
     print(f"reports: {output / 'report.json'}, {output / 'report.md'}")
     return 0
 
