@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import signal
@@ -37,9 +38,16 @@ class FloorServer:
     """`python -m loadtest.floor_server` as a child process answering with `response`; a context manager."""
 
     def __init__(
-        self, response: bytes, *, use_uvloop: bool = True, start_timeout_s: float = 30.0, stop_timeout_s: float = 5.0
+        self,
+        response: bytes,
+        *,
+        port: int = 0,
+        use_uvloop: bool = True,
+        start_timeout_s: float = 30.0,
+        stop_timeout_s: float = 5.0,
     ) -> None:
         self._response = response
+        self._requested_port = port
         self._use_uvloop = use_uvloop
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
@@ -67,7 +75,8 @@ class FloorServer:
     def _spawn(self, workdir: Path) -> None:
         response_file = workdir / "response.bin"
         response_file.write_bytes(self._response)
-        args = [sys.executable, "-m", "loadtest.floor_server", "--host", "127.0.0.1", "--port", "0"]
+        port = str(self._requested_port)
+        args = [sys.executable, "-m", "loadtest.floor_server", "--host", "127.0.0.1", "--port", port]
         args += ["--response-file", str(response_file), *([] if self._use_uvloop else ["--no-uvloop"])]
         # stderr goes to a file, not a pipe: nobody reads it while the server runs, and a full pipe would block it.
         self._stderr = (workdir / "stderr.txt").open("w+b")
@@ -87,6 +96,9 @@ class FloorServer:
                 return _parse_port(line)
             if self._process.poll() is not None:
                 break
+        # stdout closes just before the process is reaped: give it a moment to report its exit code.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=1.0)
         state = "timed out" if self._process.poll() is None else f"exited with {self._process.returncode}"
         raise LoadTestError(f"the floor server did not start ({state}): {self._stderr_tail()}")
 

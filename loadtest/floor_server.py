@@ -68,9 +68,10 @@ def build_server(host: str, port: int, infer_response: bytes) -> tuple[grpc.aio.
         ]
     )
     server.add_generic_rpc_handlers((_generic_handler(infer_response),))
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"could not bind gRPC to {host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as error:  # grpc raises RuntimeError when the address is taken
+        raise OSError(f"could not bind gRPC to {host}:{port}: {error}") from None
     return server, bound
 
 

@@ -46,7 +46,10 @@ def build_grpc_server(
     reflection.enable_server_reflection(service_names, server)
     address = f"{settings.host}:{settings.port}"
     credentials = _credentials(settings)
-    port = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
-    if port == 0:
-        raise OSError(f"could not bind gRPC to {address}")
+    try:
+        port = (
+            server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
+        )
+    except RuntimeError as error:  # grpc raises RuntimeError when the address is taken or invalid
+        raise OSError(f"could not bind gRPC to {address}: {error}") from None
     return server, port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
@@ -61,3 +62,17 @@ def test_bad_repository_path_is_a_clear_error(tmp_path: Path) -> None:
     completed = subprocess.run(server.args, check=False, env=server.env, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
     assert "model repository is not a directory" in completed.stderr
+
+
+def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    onnx_models.write_model(tmp_path, "identity", onnx_models.identity("FP32"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = ServerProcess(tmp_path)
+        args = [arg if arg != "0" or server.args[i - 1] != "--grpc-port" else str(taken.getsockname()[1])
+                for i, arg in enumerate(server.args)]  # fmt: skip
+        completed = subprocess.run(args, check=False, env=server.env, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    assert "could not bind gRPC" in completed.stderr

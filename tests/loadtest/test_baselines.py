@@ -129,10 +129,12 @@ def test_model_file_errors(tmp_path: Path) -> None:
         model_file(tmp_path, "identity", "1")
 
 
-def test_floor_server_that_fails_to_start_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("loadtest.baselines.REPO_ROOT", tmp_path)  # `-m loadtest.floor_server` is not importable there
-    floor = FloorServer(b"")
-    with pytest.raises(LoadTestError, match=r"did not start \(exited with 1\).*loadtest"):
-        floor.start()
+def test_floor_server_that_fails_to_start_is_reported() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        floor = FloorServer(b"", port=taken.getsockname()[1])  # the port is in use, so the server cannot bind it
+        with pytest.raises(LoadTestError, match=r"(?s)did not start \(exited with \d+\).*could not bind"):
+            floor.start()
     with pytest.raises(LoadTestError, match="not running"):
         _ = floor.address
