@@ -30,8 +30,12 @@ log = logging.getLogger(__name__)
 class App:
     """One server process: gRPC endpoint, HTTP side port, repository and runtime pools."""
 
-    def __init__(self, settings: ServerSettings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, settings: ServerSettings, registry: CollectorRegistry | None = None, *, role: str = "server"
+    ) -> None:
         self.settings = settings
+        # "worker" under the --workers supervisor, so its lifecycle lines don't read as the server's.
+        self.role = role
         self.registry = registry if registry is not None else CollectorRegistry()
         self.grpc_port = 0
         self.http_port = 0
@@ -41,7 +45,7 @@ class App:
         self._load_pool = ThreadPoolExecutor(settings.runtime.load_threads, thread_name_prefix="load")
         self.metrics = ServerMetrics(self.registry)
         self.health = HealthBridge()
-        loader = OnnxVersionLoader(settings.runtime, self._load_pool, self._infer_pool)
+        loader = OnnxVersionLoader(settings.runtime, self._load_pool, self._infer_pool, self.metrics.execution_observer)
         self.repository = ModelRepository(
             settings.model_repository,
             loader,
@@ -65,13 +69,14 @@ class App:
         self._grpc, self.grpc_port = build_grpc_server(self.settings.grpc, self._servicer, self.health)
         await self._grpc.start()
         log.info(
-            "server listening",
+            "%s listening",
+            self.role,
             extra={"grpc_port": self.grpc_port, "http_port": self.http_port, "host": self.settings.grpc.host},
         )
         await self.repository.load_all()
         self._ready = True
         await self.health.set_server_serving(True)
-        log.info("server ready", extra={"models": [r.name for r in self.repository.records() if r.ready]})
+        log.info("%s ready", self.role, extra={"models": [r.name for r in self.repository.records() if r.ready]})
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain and shut down: nothing accepted is dropped within the grace period. Idempotent."""
@@ -89,4 +94,4 @@ class App:
             await self._http.stop()
         self._infer_pool.shutdown(wait=True, cancel_futures=False)
         self._load_pool.shutdown(wait=True, cancel_futures=True)
-        log.info("server stopped")
+        log.info("%s stopped", self.role)

@@ -52,6 +52,8 @@ class InferRequest:
     requested_outputs: tuple[str, ...] = ()
     request_id: str = ""
     parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
+    deadline: float | None = None
+    """time.monotonic() by which the answer is due (from the transport), or None."""
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
@@ -39,8 +40,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._server_name = server_name
         self._is_ready = is_ready
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        return encode_response(await self._core.infer(decode_request(request)))
+    async def _infer(self, request: pb.ModelInferRequest, deadline: float | None = None) -> pb.ModelInferResponse:
+        decoded = decode_request(request)
+        decoded.deadline = deadline
+        return encode_response(await self._core.infer(decoded))
 
     # ------------------------------------------------------------ health
 
@@ -81,7 +84,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @grpc_errors
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
-        return await self._infer(request)
+        remaining = context.time_remaining()
+        return await self._infer(request, None if remaining is None else time.monotonic() + remaining)
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context

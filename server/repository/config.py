@@ -53,6 +53,32 @@ class InstancesConfig(_Section):
     count: int = Field(1, ge=1, le=64)
 
 
+class BatchingConfig(_Section):
+    """The dynamic batcher and its queue (every version has one)."""
+
+    enabled: bool = True
+    """Merge concurrent requests into one execution (only for models with max_batch_size > 0)."""
+    max_queue_delay_us: int = Field(0, ge=0, le=10_000_000)
+    """How long a batch may wait for more requests; 0 = batch only what is already queued."""
+    preferred_batch_sizes: tuple[int, ...] = ()
+    """Stop waiting (max_queue_delay_us) as soon as the batch reaches one of these sizes."""
+    max_queue_size: int = Field(1024, ge=0)
+    """Requests waiting at most; a full queue rejects with RESOURCE_EXHAUSTED. 0 = unbounded."""
+    default_timeout_us: int = Field(0, ge=0)
+    """Queue timeout for requests without a deadline or `timeout` parameter; 0 = none."""
+    priority_levels: int = Field(1, ge=1, le=16)
+    """Request parameter `priority` may be 1..priority_levels (1 first); 0 or absent = default level."""
+    default_priority_level: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _default_level_in_range(self) -> BatchingConfig:
+        if self.default_priority_level > self.priority_levels:
+            raise ValueError("default_priority_level must be between 1 and priority_levels")
+        if any(size < 1 for size in self.preferred_batch_sizes):
+            raise ValueError("preferred_batch_sizes must be positive")
+        return self
+
+
 class ModelConfig(_Section):
     """The whole `config.toml` of one model."""
 
@@ -63,6 +89,7 @@ class ModelConfig(_Section):
     versions: VersionPolicy = VersionPolicy()
     runtime: RuntimeConfig = RuntimeConfig()
     instances: InstancesConfig = InstancesConfig()
+    batching: BatchingConfig = BatchingConfig()
 
 
 def _describe(error: ValidationError) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from server.batching.batcher import DynamicBatcher
 from server.repository.config import ModelConfig
 from server.runtime.runner import Runner
 from server.statistics import VersionStatistics
@@ -15,13 +16,14 @@ from server.types import ModelSignature
 
 @dataclass(eq=False, slots=True)
 class LoadedVersion:
-    """One version in memory. `runner` is closed only after in-flight requests finish."""
+    """One version in memory. `close()` runs only after in-flight requests finish."""
 
     model_name: str
     version: int
     signature: ModelSignature
     config: ModelConfig
     runner: Runner
+    batcher: DynamicBatcher
     providers: tuple[str, ...]
     statistics: VersionStatistics = field(default_factory=VersionStatistics)
     _in_flight: int = 0
@@ -52,3 +54,8 @@ class LoadedVersion:
         except TimeoutError:
             return False
         return True
+
+    async def close(self) -> None:
+        """Stop the batcher, then release the runtime."""
+        await self.batcher.stop()
+        self.runner.close()

@@ -229,7 +229,7 @@ class ModelRepository:
                     "unloading with requests still in flight after the drain timeout",
                     extra={"model": loaded.model_name, "version": loaded.version},
                 )
-            loaded.runner.close()
+            await loaded.close()
 
 
 def _select(source: ModelSource, config: ModelConfig) -> list[int]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from server.batching.batcher import ExecutionObserver
 from server.repository.records import ModelRecord
+from server.runtime.runner import RunTimings
+from server.statistics import VersionStatistics
 
 #: Request latency buckets: 100 µs .. 10 s, denser where online inference lives.
 LATENCY_BUCKETS = (
@@ -60,12 +63,15 @@ class ServerMetrics:
             "inference_pending_requests",
             "Requests accepted for the model version and not yet answered (queued or executing).",
             labels,
+            # Under --workers, /metrics sums live workers' values; ignored in a single process.
+            multiprocess_mode="livesum",
             registry=registry,
         )
         self.model_ready = Gauge(
             "inference_model_ready",
             "1 when the model version serves traffic, else 0.",
             labels,
+            multiprocess_mode="livemax",  # ready in any live worker
             registry=registry,
         )
 
@@ -74,3 +80,18 @@ class ServerMetrics:
         for version in record.status:
             ready = 1 if version in record.loaded else 0
             self.model_ready.labels(record.name, str(version)).set(ready)
+
+    def execution_observer(self, model: str, version: int, statistics: VersionStatistics) -> ExecutionObserver:
+        """What a version's batcher calls after each execution: statistics plus metrics.
+
+        The labelled children are looked up once here, not on every execution.
+        """
+        batch_size = self.batch_size.labels(model, str(version))
+        compute = self.compute_duration.labels(model, str(version))
+
+        def observe(rows: int, timings: RunTimings) -> None:
+            statistics.record_execution(rows, timings)
+            batch_size.observe(rows)
+            compute.observe((timings.input_ns + timings.infer_ns + timings.output_ns) * 1e-9)
+
+        return observe

@@ -11,6 +11,7 @@ from typing import Any
 import numpy.typing as npt
 import pytest
 
+from server.batching.batcher import BatchPolicy, DynamicBatcher
 from server.errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
 from server.repository.config import ModelConfig
 from server.repository.loaded import LoadedVersion
@@ -58,7 +59,9 @@ class FakeLoader:
             raise failure
         runner = FakeRunner(f"{name}:{version}")
         self.runners.append(runner)
-        return LoadedVersion(name, version, SIGNATURE, config, runner, ("CPUExecutionProvider",))
+        batcher = DynamicBatcher(runner, BatchPolicy(max_batch_size=0), f"{name}:{version}", lambda rows, timings: None)
+        await batcher.start()
+        return LoadedVersion(name, version, SIGNATURE, config, runner, batcher, ("CPUExecutionProvider",))
 
     def versions_loaded(self, name: str) -> list[int]:
         return sorted(version for model, version, _, _ in self.calls if model == name)

@@ -106,3 +106,26 @@ def write_model(root: Path, name: str, model: bytes, versions: Sequence[int] = (
     if config is not None:
         (model_dir / "config.toml").write_text(config)
     return model_dir
+
+
+def slow_rows() -> bytes:
+    """x FP32 [batch, n] -> y [batch, 1] = |x|^2 (sum x)^2 per row, via an O(n^3) matrix product per row.
+
+    Batchable, and n dials the cost: n = 4 is instant, n ~ 1000 keeps an instance busy for a while.
+    """
+    axes_col = numpy_helper.from_array(np.array([2], dtype=np.int64), "axes_col")
+    axes_row = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes_row")
+    reduce_axes = numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "reduce_axes")
+    return _model(
+        [
+            helper.make_node("Unsqueeze", ["x", "axes_col"], ["col"]),
+            helper.make_node("Unsqueeze", ["x", "axes_row"], ["row"]),
+            helper.make_node("MatMul", ["col", "row"], ["outer"]),
+            helper.make_node("MatMul", ["outer", "outer"], ["square"]),
+            helper.make_node("ReduceSum", ["square", "reduce_axes"], ["y"], keepdims=0),
+            helper.make_node("Unsqueeze", ["y", "axes_row"], ["out"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 1])],
+        [axes_col, axes_row, reduce_axes],
+    )

@@ -1,0 +1,1 @@
+"""Dynamic batching: a bounded priority queue, tensor merge/split, and the scheduler that joins them."""

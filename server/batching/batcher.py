@@ -1,0 +1,192 @@
+"""The dynamic batcher of one model version: queue requests, form batches, run them, answer each request.
+
+Whenever an instance is free, whatever compatible requests are queued form the
+next batch (up to max_batch_size). With max_queue_delay_us = 0 that adds no
+latency: batches grow exactly while the instances are busy. A positive delay
+lets a batch wait for more requests, up to a preferred or the maximum size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy.typing as npt
+
+from server.batching.pending import PendingRequest, merge_key
+from server.batching.queue import RequestQueue
+from server.batching.tensors import merge_inputs, split_outputs
+from server.errors import DeadlineExceededError, ModelNotReadyError, ServerError
+from server.runtime.runner import Runner, RunResult, RunTimings
+
+log = logging.getLogger(__name__)
+
+ExecutionObserver = Callable[[int, RunTimings], None]
+"""Told about every execution: (rows in the batch, its timings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    max_batch_size: int
+    """Rows per execution; 0 means the model has no batch dimension (one request per execution)."""
+    merge: bool = True
+    max_queue_delay_us: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 1024
+    instances: int = 1
+    priority_levels: int = 1
+
+
+class DynamicBatcher:
+    """Create and `await start()` inside the running loop; `await stop()` after the version drained."""
+
+    def __init__(self, runner: Runner, policy: BatchPolicy, label: str, observe: ExecutionObserver) -> None:
+        self._runner = runner
+        self._policy = policy
+        self._label = label
+        self._observe = observe
+        self._queue = RequestQueue(policy.max_queue_size, policy.priority_levels, label)
+        self._max_rows = max(1, policy.max_batch_size)
+        self._merge = policy.merge and policy.max_batch_size > 0
+        self._arrived: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._executions: set[asyncio.Task[None]] = set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def start(self) -> None:
+        self._arrived = asyncio.Event()
+        self._slots = asyncio.Semaphore(self._policy.instances)
+        self._loop_task = asyncio.create_task(self._schedule(), name=f"batcher {self._label}")
+
+    async def stop(self) -> None:
+        """Stop scheduling; queued requests fail with UNAVAILABLE, running batches finish."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        for request in self._queue.take_all():
+            if not request.done:
+                request.future.set_exception(ModelNotReadyError(f"model {self._label} was unloaded"))
+        if self._executions:
+            await asyncio.gather(*self._executions, return_exceptions=True)
+
+    async def submit(
+        self,
+        inputs: dict[str, npt.NDArray[Any]],
+        output_names: Sequence[str],
+        batch_size: int,
+        priority: int = 1,
+        deadline: float | None = None,
+    ) -> RunResult:
+        """Queue one request and wait for its share of an execution."""
+        if self._arrived is None:
+            raise ModelNotReadyError(f"model {self._label} is not started")
+        names = tuple(output_names)
+        loop = asyncio.get_running_loop()
+        request = PendingRequest(
+            inputs=inputs,
+            output_names=names,
+            batch_size=batch_size,
+            priority=priority,
+            enqueued_ns=time.perf_counter_ns(),
+            deadline=deadline,
+            future=loop.create_future(),
+            merge_key=merge_key(inputs, names),
+        )
+        if deadline is not None and deadline <= time.monotonic():
+            raise self._expired(request)
+        self._queue.put(request)
+        timer = None if deadline is None else loop.call_at(deadline, self._expire, request)
+        self._arrived.set()
+        try:
+            return await request.future
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if request.future.cancelled():  # the caller went away: free its queue slot now
+                self._queue.discard(request)
+
+    def _expired(self, request: PendingRequest) -> DeadlineExceededError:
+        waited_ms = (time.perf_counter_ns() - request.enqueued_ns) / 1e6
+        return DeadlineExceededError(
+            f"request to model {self._label} timed out after waiting {waited_ms:.1f} ms in the queue; "
+            "it was not executed"
+        )
+
+    def _expire(self, request: PendingRequest) -> None:
+        if not request.done:
+            self._queue.discard(request)
+            request.future.set_exception(self._expired(request))
+
+    async def _schedule(self) -> None:
+        assert self._arrived is not None and self._slots is not None
+        while True:
+            if not len(self._queue):
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            await self._slots.acquire()
+            await self._wait_for_batch()
+            batch = self._queue.take_batch(self._max_rows, self._merge)
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._execute(batch))
+            self._executions.add(task)
+            task.add_done_callback(self._executions.discard)
+
+    async def _wait_for_batch(self) -> None:
+        """With a queue delay, give the batch until the oldest request's delay runs out to fill up."""
+        delay_ns = self._policy.max_queue_delay_us * 1000
+        if delay_ns <= 0 or not self._merge:
+            return
+        assert self._arrived is not None
+        while (oldest := self._queue.oldest_enqueued_ns()) is not None:
+            queued = self._queue.queued_batch_size()
+            if queued >= self._max_rows or queued in self._policy.preferred_batch_sizes:
+                return
+            remaining_s = (oldest + delay_ns - time.perf_counter_ns()) / 1e9
+            if remaining_s <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining_s)
+            except TimeoutError:
+                return
+
+    async def _execute(self, batch: list[PendingRequest]) -> None:
+        assert self._slots is not None
+        started_ns = time.perf_counter_ns()
+        try:
+            live = [request for request in batch if not request.done]
+            if not live:
+                return
+            result = await self._runner.run(merge_inputs(live), live[0].output_names)
+            parts = split_outputs(result.outputs, live, self._label)
+            self._observe(sum(request.batch_size for request in live), result.timings)
+            for request, outputs in zip(live, parts, strict=True):
+                if not request.done:
+                    waited = started_ns - request.enqueued_ns
+                    timings = RunTimings(
+                        queue_ns=waited + result.timings.queue_ns,
+                        input_ns=result.timings.input_ns,
+                        infer_ns=result.timings.infer_ns,
+                        output_ns=result.timings.output_ns,
+                    )
+                    request.future.set_result(RunResult(outputs=outputs, timings=timings))
+        except Exception as error:
+            if not isinstance(error, ServerError):
+                log.exception("batch execution failed", extra={"model": self._label})
+            for request in batch:
+                if not request.done:
+                    request.future.set_exception(error)
+        finally:
+            self._slots.release()

@@ -1,0 +1,161 @@
+"""Dynamic batching on a real server: merging, queue limits, deadlines, cancellation and priorities.
+
+One request with a wide input (`BUSY`, a few hundred ms of compute) keeps the model's single
+instance busy, so the requests sent meanwhile queue up deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from oip.codec import raw_to_array
+from oip.v1 import grpc_service_pb2 as pb
+from oip.v1 import grpc_service_pb2_grpc as pb_grpc
+from tests.integration.helpers import infer_request, stub_for
+from tests.support import onnx_models
+
+BUSY = np.random.default_rng(0).random((1, 2600), dtype=np.float32)  # a few hundred ms on one thread
+
+
+def expected(x: np.ndarray) -> np.ndarray:
+    return ((x**2).sum(axis=1) * x.sum(axis=1) ** 2).reshape(-1, 1)
+
+
+def small(i: int, rows: int = 1) -> np.ndarray:
+    return np.arange(4 * rows, dtype=np.float32).reshape(rows, 4) / (i + 1)
+
+
+def model(root: Path, config: str = "") -> Path:
+    onnx_models.write_model(root, "rows", onnx_models.slow_rows(), config="max_batch_size = 32\n" + config)
+    return root
+
+
+async def statistics(stub: pb_grpc.GRPCInferenceServiceStub) -> pb.ModelStatistics:
+    (stats,) = (await stub.ModelStatistics(pb.ModelStatisticsRequest(name="rows"))).model_stats
+    return stats
+
+
+async def start_busy(stub: pb_grpc.GRPCInferenceServiceStub) -> asyncio.Future[pb.ModelInferResponse]:
+    busy = asyncio.ensure_future(stub.ModelInfer(infer_request("rows", {"x": BUSY})))
+    await asyncio.sleep(0.05)
+    assert not busy.done(), "the busy request finished too early to hold the instance"
+    return busy
+
+
+def output(response: pb.ModelInferResponse) -> np.ndarray:
+    tensor = response.outputs[0]
+    return raw_to_array(response.raw_output_contents[0], tensor.datatype, tensor.shape)
+
+
+async def test_concurrent_requests_share_executions_and_get_their_own_rows(tmp_path: Path) -> None:
+    async with stub_for(
+        model(tmp_path),
+    ) as stub:
+        busy = await start_busy(stub)
+        inputs = [small(i, rows=1 + i % 3) for i in range(16)]  # requests that carry batches merge too
+        calls = [
+            asyncio.ensure_future(stub.ModelInfer(infer_request("rows", {"x": x}, id=str(i))))
+            for i, x in enumerate(inputs)
+        ]
+        await asyncio.sleep(0.05)
+        assert not busy.done()
+        responses = await asyncio.gather(*calls)
+        await busy
+        for i, (x, response) in enumerate(zip(inputs, responses, strict=True)):
+            assert response.id == str(i)
+            np.testing.assert_allclose(output(response), expected(x), rtol=1e-5)
+        stats = await statistics(stub)
+        rows = sum(x.shape[0] for x in inputs)
+        assert stats.inference_count == 1 + rows
+        assert stats.execution_count == 2  # the busy request, then everything queued behind it at once
+        assert {b.batch_size for b in stats.batch_stats} == {1, rows}
+
+
+async def test_mixed_shapes_are_batched_separately(tmp_path: Path) -> None:
+    async with stub_for(model(tmp_path)) as stub:
+        busy = await start_busy(stub)
+        narrow = [np.full((1, 4), i, np.float32) for i in range(4)]
+        wide = [np.full((1, 6), i, np.float32) for i in range(4)]
+        calls = [asyncio.ensure_future(stub.ModelInfer(infer_request("rows", {"x": x}))) for x in narrow + wide]
+        responses = await asyncio.gather(*calls)
+        await busy
+        for x, response in zip(narrow + wide, responses, strict=True):
+            np.testing.assert_allclose(output(response), expected(x), rtol=1e-5)
+        assert (await statistics(stub)).execution_count == 3
+
+
+async def test_full_queue_rejects_at_once(tmp_path: Path) -> None:
+    async with stub_for(model(tmp_path, "[batching]\nmax_queue_size = 2\n")) as stub:
+        busy = await start_busy(stub)
+        calls = [asyncio.ensure_future(stub.ModelInfer(infer_request("rows", {"x": small(i)}))) for i in range(5)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        await busy
+        rejected = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert len(rejected) == 3
+        for error in rejected:
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "rows:1" in (error.details() or "") and "2 requests" in (error.details() or "")
+
+
+async def test_deadline_expiring_in_the_queue_is_never_executed(tmp_path: Path) -> None:
+    async with stub_for(model(tmp_path)) as stub:
+        busy = await start_busy(stub)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ModelInfer(infer_request("rows", {"x": small(0)}), timeout=0.05)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        # The `timeout` parameter (µs) is enforced by the server itself.
+        request = infer_request("rows", {"x": small(1)})
+        request.parameters["timeout"].int64_param = 20_000
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ModelInfer(request)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "not executed" in (caught.value.details() or "")
+        await busy
+        stats = await statistics(stub)
+        assert stats.execution_count == 1 and stats.inference_count == 1
+
+
+async def test_cancelled_request_leaves_the_queue(tmp_path: Path) -> None:
+    async with stub_for(model(tmp_path)) as stub:
+        busy = await start_busy(stub)
+        call = stub.ModelInfer(infer_request("rows", {"x": small(0)}))
+        await asyncio.sleep(0.02)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await busy
+        await asyncio.sleep(0.05)
+        stats = await statistics(stub)
+        assert stats.execution_count == 1
+
+
+async def test_priority_order_and_invalid_priority(tmp_path: Path) -> None:
+    config = "[batching]\nenabled = false\npriority_levels = 2\ndefault_priority_level = 2\n"
+    async with stub_for(model(tmp_path, config)) as stub:
+        busy = await start_busy(stub)
+        finished: list[str] = []
+
+        async def call(name: str, priority: int) -> None:
+            request = infer_request("rows", {"x": small(0)}, id=name)
+            if priority:
+                request.parameters["priority"].uint64_param = priority
+            await stub.ModelInfer(request)
+            finished.append(name)
+
+        low = [asyncio.ensure_future(call(f"low{i}", 0)) for i in range(3)]  # default level 2
+        await asyncio.sleep(0.02)
+        high = asyncio.ensure_future(call("high", 1))
+        await asyncio.gather(busy, high, *low)
+        assert finished[0] == "high"
+
+        request = infer_request("rows", {"x": small(0)})
+        request.parameters["priority"].uint64_param = 3
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ModelInfer(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "1..2" in (caught.value.details() or "")
