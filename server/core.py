@@ -77,12 +77,14 @@ class InferenceCore:
         output_names = validate_request(request, loaded.signature, loaded.label)
         batching = loaded.config.batching
         rows = batch_size_of(request.inputs) if loaded.signature.max_batch_size > 0 else 1
+        deadline, enforce = deadline_of(request, batching)
         result = await loaded.batcher.submit(
             request.inputs,
             output_names,
             rows,
             priority=priority_of(request, batching, loaded.label),
-            deadline=deadline_of(request, batching),
+            deadline=deadline,
+            enforce_deadline=enforce,
         )
         duration_ns = time.perf_counter_ns() - started
         loaded.statistics.record_success(rows, duration_ns, result.timings)

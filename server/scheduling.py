@@ -31,16 +31,24 @@ def priority_of(request: InferRequest, batching: BatchingConfig, label: str) -> 
     return priority
 
 
-def deadline_of(request: InferRequest, batching: BatchingConfig) -> float | None:
-    """The earliest of the transport deadline, the `timeout` parameter (µs) and the model's default timeout."""
+def deadline_of(request: InferRequest, batching: BatchingConfig) -> tuple[float | None, bool]:
+    """The earliest of the transport deadline, the `timeout` parameter (µs) and the model's default timeout.
+
+    Also says whether the server must enforce it itself: true unless the transport deadline is the
+    earliest, since the transport then cancels the request on its own.
+    """
     now = time.monotonic()
-    candidates = [request.deadline] if request.deadline is not None else []
     timeout_us = _integer(request, "timeout")
+    own: float | None = None
     if timeout_us is not None:
         if timeout_us < 0:
             raise InvalidInputError(f"request parameter 'timeout' must be >= 0 microseconds, got {timeout_us}")
         if timeout_us > 0:
-            candidates.append(now + timeout_us / 1e6)
+            own = now + timeout_us / 1e6
     elif batching.default_timeout_us:
-        candidates.append(now + batching.default_timeout_us / 1e6)
-    return min(candidates) if candidates else None
+        own = now + batching.default_timeout_us / 1e6
+    if own is None:
+        return request.deadline, False
+    if request.deadline is not None and request.deadline <= own:
+        return request.deadline, False
+    return own, True

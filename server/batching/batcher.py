@@ -85,8 +85,14 @@ class DynamicBatcher:
         batch_size: int,
         priority: int = 1,
         deadline: float | None = None,
+        enforce_deadline: bool = True,
     ) -> RunResult:
-        """Queue one request and wait for its share of an execution."""
+        """Queue one request and wait for its share of an execution.
+
+        A request still queued at `deadline` fails with DEADLINE_EXCEEDED and is never executed.
+        With `enforce_deadline` false the caller's transport enforces it (a gRPC deadline cancels
+        the call), so no timer is armed and expiry is only checked when a batch is formed.
+        """
         if self._arrived is None:
             raise ModelNotReadyError(f"model {self._label} is not started")
         names = tuple(output_names)
@@ -104,7 +110,7 @@ class DynamicBatcher:
         if deadline is not None and deadline <= time.monotonic():
             raise self._expired(request)
         self._queue.put(request)
-        timer = None if deadline is None else loop.call_at(deadline, self._expire, request)
+        timer = None if deadline is None or not enforce_deadline else loop.call_at(deadline, self._expire, request)
         self._arrived.set()
         try:
             return await request.future
@@ -134,6 +140,9 @@ class DynamicBatcher:
                 await self._arrived.wait()
                 continue
             await self._slots.acquire()
+            # One loop turn lets requests that already arrived on the sockets join this batch:
+            # under load batches grow, when idle it costs a few microseconds.
+            await asyncio.sleep(0)
             await self._wait_for_batch()
             batch = self._queue.take_batch(self._max_rows, self._merge)
             if not batch:
@@ -166,6 +175,10 @@ class DynamicBatcher:
         assert self._slots is not None
         started_ns = time.perf_counter_ns()
         try:
+            now = time.monotonic()
+            for request in batch:
+                if not request.done and request.deadline is not None and request.deadline <= now:
+                    request.future.set_exception(self._expired(request))
             live = [request for request in batch if not request.done]
             if not live:
                 return
