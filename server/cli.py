@@ -1,29 +1,21 @@
-"""`python -m server`: parse flags, configure logging, run the app until SIGTERM/SIGINT."""
+"""`python -m server`: parse flags, configure logging, run the app (or --workers N of them) until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from pydantic import ValidationError
 
 from server import __version__
-from server.app import App
+from server.lifecycle import run_loop, serve
 from server.settings import SECTIONS, ServerSettings, load_settings
 from server.telemetry.logging import configure_logging
-
-uvloop: ModuleType | None
-try:
-    import uvloop
-except ImportError:  # uvloop does not build on every platform; asyncio's loop still works
-    uvloop = None
+from server.workers.supervisor import run_supervisor
 
 log = logging.getLogger("server")
 
@@ -45,6 +37,7 @@ _FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--inter-op-threads", "runtime", "inter_op_threads", int, "ONNX Runtime inter-op threads, 0 = auto"),
     ("--log-level", "log", "level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("--log-format", "log", "format", str, "json or text"),
+    ("--workers", "", "workers", int, "server processes sharing the gRPC port (SO_REUSEPORT), 1-64"),
 )
 
 
@@ -93,28 +86,6 @@ def settings_from_args(argv: Sequence[str] | None) -> ServerSettings:
     return load_settings(overrides)
 
 
-async def serve(settings: ServerSettings) -> None:
-    """Run until SIGTERM or SIGINT, then drain and stop."""
-    app = App(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await app.start()
-        await stop.wait()
-        log.info("shutdown requested; draining", extra={"grace_s": settings.grpc.graceful_shutdown_s})
-    finally:
-        await app.stop()
-
-
-def _run(settings: ServerSettings) -> None:
-    if settings.use_uvloop and uvloop is not None:
-        uvloop.run(serve(settings))
-    else:
-        asyncio.run(serve(settings))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(argv)
@@ -126,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("model repository is not a directory", extra={"path": str(settings.model_repository)})
         return 2
     try:
-        _run(settings)
+        if settings.workers > 1:
+            return run_supervisor(settings)
+        run_loop(serve(settings), settings.use_uvloop)
     except OSError as exc:
         log.error("server failed to start", extra={"error": str(exc)})
         return 1

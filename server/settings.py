@@ -38,6 +38,8 @@ class GrpcSettings(BaseSettings):
     """PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."""
     graceful_shutdown_s: float = Field(10.0, ge=0)
     """On SIGTERM, how long in-flight requests may take to finish before they are cancelled."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT so several processes share the port (set for each --workers process)."""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> GrpcSettings:
@@ -100,6 +102,8 @@ class ServerSettings(BaseSettings):
     """Name reported by ServerMetadata."""
     use_uvloop: bool = True
     """Run the event loop on uvloop when it is installed."""
+    workers: int = Field(1, ge=1, le=64)
+    """Server processes sharing the gRPC port; above 1, a supervisor runs them and merges their metrics."""
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)

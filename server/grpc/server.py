@@ -32,7 +32,8 @@ def build_grpc_server(
             ("grpc.max_send_message_length", limit),
             # Fewer, larger HTTP/2 frames and no per-connection stream cap for load-test fan-in.
             ("grpc.max_concurrent_streams", 10_000),
-            ("grpc.so_reuseport", 0),
+            # Off unless several worker processes share the port on purpose (--workers).
+            ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ]
     )
     # The generated registration helper has no type stub.

@@ -1,0 +1,55 @@
+"""Run one App until SIGTERM/SIGINT: the body of a standalone server and of each --workers process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from types import ModuleType
+from typing import Any, TypeVar
+
+from server.app import App
+from server.settings import ServerSettings
+
+uvloop: ModuleType | None
+try:
+    import uvloop
+except ImportError:  # uvloop does not build on every platform; asyncio's loop still works
+    uvloop = None
+
+log = logging.getLogger("server")
+
+T = TypeVar("T")
+
+
+def _ignore(event: str) -> None:
+    pass
+
+
+async def serve(settings: ServerSettings, *, role: str = "server", notify: Callable[[str], None] = _ignore) -> None:
+    """Start the app, run until SIGTERM or SIGINT, then drain and stop.
+
+    `notify` hears "ready" once the app serves and "draining" when shutdown begins.
+    """
+    app = App(settings, role=role)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        notify("ready")
+        await stop.wait()
+        log.info("shutdown requested; draining", extra={"grace_s": settings.grpc.graceful_shutdown_s})
+        notify("draining")
+    finally:
+        await app.stop()
+
+
+def run_loop(main: Coroutine[Any, Any, T], use_uvloop: bool) -> T:
+    """Run `main` to completion on uvloop when wanted and installed, else on asyncio's loop."""
+    if use_uvloop and uvloop is not None:
+        result: T = uvloop.run(main)
+        return result
+    return asyncio.run(main)

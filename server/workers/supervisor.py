@@ -1,0 +1,196 @@
+"""The --workers supervisor: N worker processes on one gRPC port, one /metrics for all of them.
+
+run_supervisor(settings)   # blocks until SIGTERM/SIGINT or a crash loop; returns the exit code
+
+The supervisor never serves gRPC. It reserves the port, spawns the workers (each a full App
+binding that port with SO_REUSEPORT), replaces workers that die, and serves the HTTP side port:
+/metrics merges every worker's samples (prometheus_client multiprocess mode) and
+/v2/health/ready is 200 only while every worker reports ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from server.http.side_server import SideHttpServer
+from server.lifecycle import run_loop
+from server.settings import ServerSettings
+from server.workers.handle import WorkerHandle, start_worker
+from server.workers.ports import reserve_port
+from server.workers.restarts import RestartBudget
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Beyond the drain grace period, how long workers get to unload and exit before SIGKILL.
+_EXIT_MARGIN_S = 10.0
+_KILL_WAIT_S = 5.0
+
+
+def worker_settings(settings: ServerSettings, port: int) -> ServerSettings:
+    """What each worker runs: the reserved port shared via SO_REUSEPORT, and no HTTP side port."""
+    return settings.model_copy(
+        update={
+            "workers": 1,
+            "grpc": settings.grpc.model_copy(update={"port": port, "reuse_port": True}),
+            "http": settings.http.model_copy(update={"enabled": False}),
+        }
+    )
+
+
+class Supervisor:
+    """Starts the workers, replaces crashed ones within a restart budget, and stops them in order."""
+
+    def __init__(self, settings: ServerSettings, metrics_dir: Path, budget: RestartBudget | None = None) -> None:
+        self._settings = settings
+        self._metrics_dir = metrics_dir
+        self._budget = budget if budget is not None else RestartBudget()
+        self._context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked grpc/ORT state
+        self._child_settings = settings
+        self._workers: dict[int, WorkerHandle] = {}
+        self._all_ready = False
+        self._started = False  # every worker has been ready at least once
+        self._stopping = False
+        self._exit_code = 0
+        self._stop: asyncio.Event | None = None
+
+    def is_ready(self) -> bool:
+        return self._all_ready and not self._stopping
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT or a failure, then drain every worker; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_stop)
+        grpc = self._settings.grpc
+        with reserve_port(grpc.host, grpc.port) as reserved:
+            port = int(reserved.getsockname()[1])
+            self._child_settings = worker_settings(self._settings, port)
+            http, http_port = await self._start_http()
+            log.info(
+                "server listening",
+                extra={"grpc_port": port, "http_port": http_port, "host": grpc.host, "workers": self._settings.workers},
+            )
+            try:
+                for slot in range(self._settings.workers):
+                    self._spawn(slot)
+                await self._stop.wait()
+            finally:
+                await self._stop_workers()
+                if http is not None:
+                    await http.stop()
+        return self._exit_code
+
+    async def _start_http(self) -> tuple[SideHttpServer | None, int]:
+        if not self._settings.http.enabled:
+            return None, 0
+        registry = CollectorRegistry()
+        # prometheus_client's multiprocess module has no annotations.
+        MultiProcessCollector(registry, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        http = SideHttpServer(registry, self.is_ready)
+        return http, await http.start(self._settings.http.host, self._settings.http.port)
+
+    def _spawn(self, slot: int) -> None:
+        worker = start_worker(self._context, self._child_settings, slot, asyncio.get_running_loop())
+        self._workers[slot] = worker
+        worker.watch(self._on_event, self._on_exit)
+        log.info("worker started", extra={"worker": slot, "pid": worker.pid})
+
+    def _on_event(self, worker: WorkerHandle, event: str) -> None:
+        self._update_readiness()
+
+    def _on_exit(self, worker: WorkerHandle) -> None:
+        # Drops the dead pid's live gauges; its counters and histograms stay in the totals.
+        mark_process_dead(worker.pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        if self._workers.get(worker.slot) is worker:
+            del self._workers[worker.slot]
+        expected = self._stopping and worker.exitcode == 0
+        log.log(
+            logging.INFO if expected else logging.WARNING,
+            "worker exited",
+            extra={"worker": worker.slot, "pid": worker.pid, "exit_code": worker.exitcode},
+        )
+        self._update_readiness()
+        if self._stopping:
+            return
+        if not self._started:
+            self._fail("a worker exited before every worker was ready")
+        elif not self._budget.allow(time.monotonic()):
+            self._fail("workers keep exiting; restart budget used up")
+        else:
+            try:
+                self._spawn(worker.slot)
+            except OSError as error:  # raised inside a loop callback, it would only be logged
+                self._fail(f"could not start a replacement worker: {error}")
+
+    def _update_readiness(self) -> None:
+        workers = self._workers.values()
+        ready = len(self._workers) == self._settings.workers and all(w.ready for w in workers)
+        if ready and not self._all_ready:
+            self._started = True
+            log.info("server ready", extra={"pids": sorted(w.pid for w in workers)})
+        self._all_ready = ready
+
+    def _request_stop(self) -> None:
+        if not self._stopping:
+            log.info("shutdown requested; draining", extra={"grace_s": self._settings.grpc.graceful_shutdown_s})
+        self._begin_stop()
+
+    def _fail(self, reason: str) -> None:
+        log.error("stopping the server", extra={"reason": reason})
+        self._exit_code = 1
+        self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        self._stopping = True  # readiness off at once, and no more restarts
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _stop_workers(self) -> None:
+        """SIGTERM every worker (each drains like a standalone server); SIGKILL those that overrun."""
+        self._stopping = True
+        for worker in list(self._workers.values()):
+            worker.terminate()
+        if await self._wait_exited(self._settings.grpc.graceful_shutdown_s + _EXIT_MARGIN_S):
+            return
+        for worker in list(self._workers.values()):
+            log.warning("worker did not stop in time; killing it", extra={"worker": worker.slot, "pid": worker.pid})
+            worker.kill()
+        await self._wait_exited(_KILL_WAIT_S)
+
+    async def _wait_exited(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self._workers:  # emptied by _on_exit as each sentinel fires
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+
+def run_supervisor(settings: ServerSettings) -> int:
+    """Run settings.workers workers until SIGTERM/SIGINT; returns the process exit code."""
+    previous = os.environ.get(MULTIPROC_ENV)
+    with tempfile.TemporaryDirectory(prefix="oip-server-metrics-", ignore_cleanup_errors=True) as directory:
+        # Spawned workers import prometheus_client with this set, so their metrics live as
+        # files here; the supervisor's collector merges those files on each scrape.
+        os.environ[MULTIPROC_ENV] = directory
+        try:
+            code = run_loop(Supervisor(settings, Path(directory)).run(), settings.use_uvloop)
+        finally:
+            if previous is None:
+                os.environ.pop(MULTIPROC_ENV, None)
+            else:
+                os.environ[MULTIPROC_ENV] = previous
+    log.info("server stopped", extra={"exit_code": code})
+    return code
