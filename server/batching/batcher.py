@@ -72,6 +72,7 @@ class DynamicBatcher:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
             self._loop_task = None
+        self._arrived = None  # later submits fail at once instead of waiting for a scheduler that is gone
         for request in self._queue.take_all():
             if not request.done:
                 request.future.set_exception(ModelNotReadyError(f"model {self._label} was unloaded"))
@@ -128,8 +129,8 @@ class DynamicBatcher:
         )
 
     def _expire(self, request: PendingRequest) -> None:
-        if not request.done:
-            self._queue.discard(request)
+        # Only a request still waiting expires: one already in an execution keeps its result.
+        if not request.done and self._queue.discard(request):
             request.future.set_exception(self._expired(request))
 
     async def _schedule(self) -> None:
@@ -160,7 +161,9 @@ class DynamicBatcher:
         assert self._arrived is not None
         while (oldest := self._queue.oldest_enqueued_ns()) is not None:
             queued = self._queue.queued_batch_size()
-            if queued >= self._max_rows or queued in self._policy.preferred_batch_sizes:
+            preferred = self._policy.preferred_batch_sizes
+            # A request carrying several rows can step past a preferred size: past the largest, go too.
+            if queued >= self._max_rows or queued in preferred or (preferred and queued > max(preferred)):
                 return
             remaining_s = (oldest + delay_ns - time.perf_counter_ns()) / 1e9
             if remaining_s <= 0:

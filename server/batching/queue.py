@@ -33,14 +33,15 @@ class RequestQueue:
         self._levels[request.priority - 1].append(request)
         self._size += 1
 
-    def discard(self, request: PendingRequest) -> None:
-        """Forget a request that finished while queued (cancelled or expired)."""
+    def discard(self, request: PendingRequest) -> bool:
+        """Forget a queued request; False when it is no longer queued (already taken into a batch)."""
         level = self._levels[request.priority - 1]
         try:
             level.remove(request)
         except ValueError:
-            return  # already taken into a batch
+            return False
         self._size -= 1
+        return True
 
     def take_all(self) -> list[PendingRequest]:
         """Remove and return everything queued (when shutting down)."""
@@ -62,7 +63,11 @@ class RequestQueue:
         return None if head is None else head.enqueued_ns
 
     def _head(self) -> PendingRequest | None:
+        """The oldest live request of the best level; finished ones at the front are dropped first."""
         for level in self._levels:
+            while level and level[0].done:
+                level.popleft()
+                self._size -= 1
             if level:
                 return level[0]
         return None

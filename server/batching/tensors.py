@@ -36,7 +36,4 @@ def split_outputs(
                 "so it cannot be split per request; set max_batch_size = 0 in its config.toml"
             )
     offsets = np.cumsum([0, *(request.batch_size for request in batch)])
-    return [
-        {name: array[start:stop] for name, array in outputs.items()}
-        for start, stop in itertools.pairwise(offsets)
-    ]
+    return [{name: array[start:stop] for name, array in outputs.items()} for start, stop in itertools.pairwise(offsets)]
