@@ -62,14 +62,15 @@ class InferenceCore:
         children = self._children_of(loaded)
         started = time.perf_counter_ns()
         children.pending.inc()
-        with loaded.serving():
-            try:
-                return await self._run(loaded, request, children, started)
-            except BaseException as error:
-                self._record_failure(loaded, error, time.perf_counter_ns() - started)
-                raise
-            finally:
-                children.pending.dec()
+        loaded.enter()
+        try:
+            return await self._run(loaded, request, children, started)
+        except BaseException as error:
+            self._record_failure(loaded, error, time.perf_counter_ns() - started)
+            raise
+        finally:
+            loaded.leave()
+            children.pending.dec()
 
     async def _run(
         self, loaded: LoadedVersion, request: InferRequest, children: _VersionMetrics, started: int

@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
+
+from oip.codec import DATATYPE_TO_DTYPE
 
 ParameterValue = bool | int | float | str
 
@@ -18,6 +21,11 @@ class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The numpy dtype a request tensor of this spec decodes to."""
+        return DATATYPE_TO_DTYPE[self.datatype]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,11 @@ class ModelSignature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
+    input_names: frozenset[str] = frozenset()
+    """Derived from `inputs` (set in __post_init__): the names a request must carry."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_names", frozenset(spec.name for spec in self.inputs))
 
     def input(self, name: str) -> TensorSpec | None:
         for spec in self.inputs:

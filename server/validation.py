@@ -13,6 +13,8 @@ from server.types import InferRequest, ModelSignature, TensorSpec
 
 
 def _check_shape(label: str, spec: TensorSpec, shape: tuple[int, ...]) -> None:
+    if len(shape) == len(spec.shape) and all(w in (-1, g) for g, w in zip(shape, spec.shape, strict=True)):
+        return
     if len(shape) != len(spec.shape):
         raise InvalidInputError(
             f"input '{spec.name}' of model {label} has shape {list(shape)} but the model expects "
@@ -24,6 +26,17 @@ def _check_shape(label: str, spec: TensorSpec, shape: tuple[int, ...]) -> None:
                 f"input '{spec.name}' of model {label} has shape {list(shape)} but the model expects "
                 f"{list(spec.shape)} (dimension {axis} must be {want}, -1 = any size)"
             )
+
+
+def _report_names(request: InferRequest, expected: frozenset[str], label: str) -> None:
+    unknown = sorted(set(request.inputs) - expected)
+    if unknown:
+        raise InvalidInputError(
+            f"model {label} has no input named {', '.join(repr(n) for n in unknown)}; "
+            f"expected inputs: {', '.join(sorted(expected))}"
+        )
+    missing = sorted(expected - set(request.inputs))
+    raise InvalidInputError(f"model {label} needs input(s) {', '.join(repr(n) for n in missing)}, not sent")
 
 
 def _check_batch(label: str, signature: ModelSignature, inputs: Mapping[str, npt.NDArray[Any]]) -> None:
@@ -42,24 +55,17 @@ def _check_batch(label: str, signature: ModelSignature, inputs: Mapping[str, npt
 
 def validate_request(request: InferRequest, signature: ModelSignature, label: str) -> tuple[str, ...]:
     """Raise InvalidInputError unless the request fits; return the output names to compute."""
-    expected = {spec.name for spec in signature.inputs}
-    unknown = sorted(set(request.inputs) - expected)
-    if unknown:
-        raise InvalidInputError(
-            f"model {label} has no input named {', '.join(repr(n) for n in unknown)}; "
-            f"expected inputs: {', '.join(sorted(expected))}"
-        )
-    missing = sorted(expected - set(request.inputs))
-    if missing:
-        raise InvalidInputError(f"model {label} needs input(s) {', '.join(repr(n) for n in missing)}, not sent")
+    expected = signature.input_names
+    if request.inputs.keys() != expected:
+        _report_names(request, expected, label)
     for spec in signature.inputs:
         array = request.inputs[spec.name]
-        datatype = datatype_for(array.dtype)
-        if datatype != spec.datatype:
+        if array.dtype != spec.dtype:
+            datatype = datatype_for(array.dtype)
             raise InvalidInputError(
                 f"input '{spec.name}' of model {label} has datatype {datatype} but the model expects {spec.datatype}"
             )
-        _check_shape(label, spec, tuple(array.shape))
+        _check_shape(label, spec, array.shape)
     if signature.max_batch_size > 0:
         _check_batch(label, signature, request.inputs)
     known_outputs = signature.output_names()

@@ -62,7 +62,7 @@ def decode_request(message: pb.ModelInferRequest) -> InferRequest:
         inputs=inputs,
         requested_outputs=tuple(output.name for output in message.outputs),
         request_id=message.id,
-        parameters=_parameters(message.parameters),
+        parameters=_parameters(message.parameters) if message.parameters else {},
     )
 
 

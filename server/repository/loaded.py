@@ -33,16 +33,23 @@ class LoadedVersion:
     def label(self) -> str:
         return f"{self.model_name}:{self.version}"
 
+    def enter(self) -> None:
+        """Count a request as in flight; pair every call with `leave()` (a try/finally on the hot path)."""
+        self._in_flight += 1
+
+    def leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._idle is not None:
+            self._idle.set()
+
     @contextmanager
     def serving(self) -> Iterator[None]:
         """Count a request as in flight for the duration of the block."""
-        self._in_flight += 1
+        self.enter()
         try:
             yield
         finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._idle is not None:
-                self._idle.set()
+            self.leave()
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until no request uses this version; False if `timeout_s` passed first."""
