@@ -1,0 +1,119 @@
+"""P5: resident memory one loaded model version costs, `python -m loadtest.memory --model-repository DIR --model NAME`.
+
+Starts `python -m server` twice on loopback: once on an empty repository, once on a repository
+holding only the model (its highest version), and compares VmRSS after each reports ready.
+The budget is 1.5 x the model file size + 50 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loadtest.baselines import model_file
+from loadtest.errors import LoadTestError
+
+_READY_TIMEOUT_S = 120.0
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise LoadTestError(f"no VmRSS for process {pid}")
+
+
+def _ready_rss(repository: Path, extra: Sequence[str]) -> float:
+    """Start a server on `repository`, wait until ready, settle, return its RSS in MB."""
+    http_port = _free_port()
+    args = [sys.executable, "-m", "server", "--model-repository", str(repository), "--host", "127.0.0.1",
+            "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", str(http_port),
+            "--log-level", "WARNING", *extra]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise LoadTestError(f"the server exited with {process.returncode} before it was ready")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=1) as reply:
+                    if reply.status == 200:
+                        time.sleep(1.0)  # let allocator and loader threads settle
+                        return _rss_mb(process.pid)
+            except OSError:
+                time.sleep(0.1)
+        raise LoadTestError("the server did not become ready in time")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    """A free loopback port number (released before use; fine for a local measurement)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure(repository: Path, model: str, extra: Sequence[str] = ()) -> dict[str, Any]:
+    source = model_file(repository, model, "")
+    file_bytes = os.path.getsize(source)
+    file_mb = file_bytes / 1e6
+    with tempfile.TemporaryDirectory(prefix="loadtest-memory-") as tmp:
+        empty = Path(tmp) / "empty"
+        single = Path(tmp) / "single"
+        empty.mkdir()
+        (single / model / "1").mkdir(parents=True)
+        shutil.copy(source, single / model / "1" / "model.onnx")
+        config = repository / model / "config.toml"
+        if config.is_file():
+            shutil.copy(config, single / model / "config.toml")
+        base = _ready_rss(empty, extra)
+        loaded = _ready_rss(single, extra)
+    budget = 1.5 * file_mb + 50
+    delta = loaded - base
+    return {
+        "model": model,
+        "file_bytes": file_bytes,
+        "file_mb": round(file_mb, 1),
+        "rss_empty_mb": round(base, 1),
+        "rss_loaded_mb": round(loaded, 1),
+        "rss_per_version_mb": round(delta, 1),
+        "budget_mb": round(budget, 1),
+        "ratio_to_file": round(delta / file_mb, 2) if file_mb else None,
+        "within_budget": delta <= budget,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.memory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-repository", type=Path, required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--server-arg", action="append", default=[], help="extra flag for the server, repeatable")
+    args = parser.parse_args(argv)
+    try:
+        print(json.dumps(measure(args.model_repository, args.model, args.server_arg), indent=2))
+    except LoadTestError as error:
+        print(f"loadtest.memory: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
