@@ -1,0 +1,81 @@
+"""The performance targets (P1-P5) checked against one benchmark run: `python -m loadtest.targets DIR`.
+
+DIR is what scripts/benchmarks.sh writes: one report.json per run directory plus p5-memory.json.
+Prints a Markdown table of measured ratio vs target.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loadtest.errors import LoadTestError
+from loadtest.report.json_report import read_json
+from loadtest.results import LevelResult, RunReport
+
+
+def _level(report: RunReport, mode: str, level: float) -> LevelResult:
+    for result in report.levels:
+        if result.mode == mode and result.level == level:
+            return result
+    raise LoadTestError(f"{report.command}: no {mode} level {level:g}")
+
+
+def _row(name: str, workload: str, measured: float, target: str, met: bool) -> str:
+    return f"| {name} | {workload} | {measured:.2f} | {target} | {'yes' if met else 'no'} |"
+
+
+def summarize(directory: Path) -> str:
+    p1 = read_json(directory / "p1-fraud" / "report.json")
+    p2 = read_json(directory / "p2-mlp" / "report.json")
+    p2_off = read_json(directory / "p2-mlp-nobatch" / "report.json")
+    p3 = read_json(directory / "p3-fraud-open" / "report.json")
+    memory: dict[str, Any] = json.loads((directory / "p5-memory.json").read_text())
+    rows = ["| target | workload | measured | goal | met |", "|---|---|---|---|---|"]
+    p1_ratio = p1.ratios.get("target/grpc_floor@c64", 0.0)
+    rows.append(
+        _row("P1", "fraud, batch 1, 64 in flight: ours / bare grpc.aio floor", p1_ratio, ">= 0.85", p1_ratio >= 0.85)
+    )
+    p2_ceiling = max((v for k, v in p2.ratios.items() if k.startswith("target_best/onnxruntime@batch32")), default=0.0)
+    rows.append(
+        _row(
+            "P2",
+            "mlp, batch 1, 64 in flight: ours / in-process ORT at batch 32",
+            p2_ceiling,
+            ">= 0.7",
+            p2_ceiling >= 0.7,
+        )
+    )
+    batched = _level(p2, "closed", 64).throughput_infer_per_s
+    unbatched = _level(p2_off, "closed", 64).throughput_infer_per_s
+    off_ratio = batched / unbatched if unbatched else 0.0
+    rows.append(_row("P2", "mlp, 64 in flight: batching on / batching off", off_ratio, ">= 3", off_ratio >= 3))
+    (open_level,) = p3.levels
+    latency = open_level.latency
+    p3_ratio = latency.p99_ms / latency.p50_ms if latency and latency.p50_ms else float("inf")
+    workload = f"fraud, open loop {open_level.level:g} req/s (half of max): p99 / p50"
+    rows.append(_row("P3", workload, p3_ratio, "<= 3", p3_ratio <= 3))
+    p5_ratio = memory["rss_per_version_mb"] / memory["budget_mb"]
+    workload = f"mlp ({memory['file_mb']} MB file): RSS per version {memory['rss_per_version_mb']} MB / budget"
+    rows.append(_row("P5", workload, p5_ratio, "<= 1", bool(memory["within_budget"])))
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m loadtest.targets DIR", file=sys.stderr)
+        return 2
+    try:
+        print(summarize(Path(args[0])))
+    except (LoadTestError, OSError, KeyError, ValueError) as error:
+        print(f"loadtest.targets: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Reproduces the measurements in docs/benchmarks.md: P1, P2, P3, P5, uvloop on/off and --workers 2.
+# Usage: scripts/benchmarks.sh [OUT_DIR]   (loopback only; about 6 minutes on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-docs/benchmarks/run2}
+PY=${PYTHON:-.venv/bin/python}
+REPO=build/bench-repo
+THREADS=${INTRA_OP_THREADS:-1}   # ONNX Runtime intra-op threads, for the server and the ORT baseline alike
+PORT=18001
+METRICS=18002
+mkdir -p "$OUT" "$REPO"
+$PY -m loadtest.bench_models --out "$REPO"
+ln -sfn "$PWD/models/fraud" "$REPO/fraud"
+
+SERVER_PID=""
+start_server() {
+  $PY -m server --model-repository "$REPO" --host 127.0.0.1 --grpc-port $PORT --metrics-host 127.0.0.1 \
+    --metrics-port $METRICS --intra-op-threads "$THREADS" --log-level WARNING "$@" >"build/bench-server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 240); do
+    curl -sf "127.0.0.1:$METRICS/v2/health/ready" >/dev/null && return 0
+    sleep 0.5
+  done
+  echo "the server did not become ready; see build/bench-server.log" >&2
+  exit 1
+}
+stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""; }
+trap '[ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null || true' EXIT
+load() { $PY -m loadtest --target 127.0.0.1:$PORT "$@"; }
+ceiling=(--baseline --model-repository "$REPO" --intra-op-threads "$THREADS")
+
+start_server
+load --model fraud --concurrency 1,16,64 "${ceiling[@]}" --output-dir "$OUT/p1-fraud"
+load --model mlp --concurrency 1,64 "${ceiling[@]}" --output-dir "$OUT/p2-mlp"
+load --model mlp_nobatch --concurrency 64 --output-dir "$OUT/p2-mlp-nobatch"
+rate=$($PY -c "import json; r = json.load(open('$OUT/p1-fraud/report.json')); \
+print(int(max(l['throughput_req_per_s'] for l in r['levels']) / 2))")
+load --model fraud --rate "$rate" --arrival poisson --output-dir "$OUT/p3-fraud-open"
+stop_server
+
+start_server --no-uvloop
+load --model fraud --concurrency 64 --output-dir "$OUT/no-uvloop-fraud"
+stop_server
+
+start_server --workers 2
+load --model fraud --concurrency 64 --output-dir "$OUT/workers2-fraud"
+stop_server
+
+$PY -m loadtest.memory --model-repository "$REPO" --model mlp --server-arg=--intra-op-threads \
+  --server-arg="$THREADS" >"$OUT/p5-memory.json"
+$PY -m loadtest.targets "$OUT" | tee "$OUT/targets.md"

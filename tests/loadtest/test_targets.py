@@ -1,0 +1,43 @@
+"""`python -m loadtest.targets` reads a benchmark directory and states each target's ratio and verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loadtest.report.json_report import write_json
+from loadtest.results import LevelResult, RunReport
+from loadtest.targets import main, summarize
+from tests.loadtest.test_report_json_markdown import make_level, make_report
+
+
+def write_run(root: Path) -> None:
+    def save(name: str, report: RunReport) -> None:
+        write_json(report, root / name / "report.json")
+
+    def report(*levels: LevelResult, **ratios: float) -> RunReport:
+        made = make_report()
+        made.levels = list(levels)
+        made.baselines = []
+        made.ratios = dict(ratios)
+        return made
+
+    save("p1-fraud", report(make_level("closed", 64, 1000.0), **{"target/grpc_floor@c64": 0.9}))
+    save("p2-mlp", report(make_level("closed", 64, 900.0), **{"target_best/onnxruntime@batch32": 0.6}))
+    save("p2-mlp-nobatch", report(make_level("closed", 64, 100.0)))
+    save("p3-fraud-open", report(make_level("open", 500, 500.0, p50=2.0)))
+    memory = {"rss_per_version_mb": 80.0, "budget_mb": 160.0, "file_mb": 50.0, "within_budget": True}
+    (root / "p5-memory.json").write_text(json.dumps(memory))
+
+
+def test_summary_states_ratios_and_verdicts(tmp_path: Path, capsys) -> None:
+    write_run(tmp_path)
+    table = summarize(tmp_path)
+    assert len(table.splitlines()) == 2 + 5
+    assert "| 0.90 | >= 0.85 | yes |" in table  # P1
+    assert "| 0.60 | >= 0.7 | no |" in table  # P2 against the ceiling
+    assert "| 9.00 | >= 3 | yes |" in table  # P2 batching on/off
+    assert "| 3.00 | <= 3 | yes |" in table  # P3: the helper's p99 is 3 x p50
+    assert "| 0.50 | <= 1 | yes |" in table  # P5
+    assert main([str(tmp_path)]) == 0 and "P3" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing")]) == 2
