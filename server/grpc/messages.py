@@ -54,6 +54,16 @@ def model_config(loaded: LoadedVersion) -> config_pb.ModelConfig:
         instance_group=[config_pb.ModelInstanceGroup(name=loaded.model_name, count=config.instances.count, kind=kind)],
         parameters={"execution_providers": config_pb.ModelParameter(string_value=",".join(loaded.providers))},
     )
+    batching = config.batching
+    if batched and batching.enabled:
+        message.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
+        message.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+        message.dynamic_batching.priority_levels = batching.priority_levels
+        message.dynamic_batching.default_priority_level = batching.default_priority_level
+        queue = message.dynamic_batching.default_queue_policy
+        queue.max_queue_size = batching.max_queue_size
+        queue.default_timeout_microseconds = batching.default_timeout_us
+        queue.allow_timeout_override = True
     policy = config.versions
     if policy.policy == "latest":
         message.version_policy.latest.num_versions = policy.latest

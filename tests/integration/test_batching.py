@@ -159,3 +159,16 @@ async def test_priority_order_and_invalid_priority(tmp_path: Path) -> None:
             await stub.ModelInfer(request)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "1..2" in (caught.value.details() or "")
+
+
+async def test_model_config_reports_the_batching_policy(tmp_path: Path) -> None:
+    config = "[batching]\nmax_queue_delay_us = 500\npreferred_batch_sizes = [4, 8]\nmax_queue_size = 7\n"
+    onnx_models.write_model(tmp_path, "off", onnx_models.slow_rows(), config="[batching]\nenabled = false\n")
+    async with stub_for(model(tmp_path, config)) as stub:
+        rows = (await stub.ModelConfig(pb.ModelConfigRequest(name="rows"))).config
+        assert rows.WhichOneof("scheduling_choice") == "dynamic_batching"
+        assert list(rows.dynamic_batching.preferred_batch_size) == [4, 8]
+        assert rows.dynamic_batching.max_queue_delay_microseconds == 500
+        assert rows.dynamic_batching.default_queue_policy.max_queue_size == 7
+        off = (await stub.ModelConfig(pb.ModelConfigRequest(name="off"))).config
+        assert off.WhichOneof("scheduling_choice") is None
