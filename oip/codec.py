@@ -7,7 +7,9 @@ which datatype. Nothing here knows about gRPC or a model runtime.
 
 from __future__ import annotations
 
+import math
 import struct
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +32,9 @@ DATATYPE_TO_DTYPE: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
     "BYTES": np.dtype(np.object_),
 }
+
+#: Byte orders that are already little-endian on the wire ("=" only on a little-endian host; "|" = no order).
+_LITTLE_OR_NATIVE = frozenset({"<", "|", "="} if sys.byteorder == "little" else {"<", "|"})
 
 #: Datatypes a server may advertise but that numpy cannot hold.
 UNSUPPORTED_DATATYPES = frozenset({"BF16"})
@@ -82,16 +87,13 @@ def datatype_for(dtype: np.dtype[Any]) -> str:
 
 def element_count(shape: Sequence[int]) -> int:
     """Number of elements in a tensor of this shape (1 for a scalar)."""
-    count = 1
-    for dim in shape:
-        count *= int(dim)
-    return count
+    return math.prod(shape)
 
 
 def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     """A concrete request shape: every dimension must be >= 0."""
-    dims = tuple(int(dim) for dim in shape)
-    if any(dim < 0 for dim in dims):
+    dims = tuple(shape)
+    if dims and min(dims) < 0:
         raise TensorCodecError(f"shape {list(dims)} has a negative dimension; request shapes must be concrete")
     return dims
 
@@ -117,10 +119,11 @@ def raw_to_array(raw: bytes, datatype: str, shape: Sequence[int]) -> npt.NDArray
 
 def array_to_raw(array: npt.NDArray[Any]) -> bytes:
     """Encode an array as one raw blob in row-major order."""
-    if datatype_for(array.dtype) == "BYTES":
+    if datatype_for(array.dtype) == "BYTES":  # also rejects dtypes the protocol cannot carry
         return serialize_bytes(array)
-    wire = array.astype(array.dtype.newbyteorder("<"), copy=False)
-    return np.ascontiguousarray(wire).tobytes()
+    if array.dtype.byteorder in _LITTLE_OR_NATIVE:
+        return array.tobytes()  # row-major whatever the strides
+    return array.astype(array.dtype.newbyteorder("<")).tobytes()
 
 
 def _element_bytes(item: object) -> bytes:

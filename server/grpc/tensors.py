@@ -66,12 +66,16 @@ def decode_request(message: pb.ModelInferRequest) -> InferRequest:
     )
 
 
+_OutputTensor = pb.ModelInferResponse.InferOutputTensor
+
+
 def encode_response(response: InferResponse) -> pb.ModelInferResponse:
     """An InferResponse as a ModelInferResponse with raw output contents."""
-    message = pb.ModelInferResponse(
-        model_name=response.model_name, model_version=response.model_version, id=response.request_id
+    outputs = response.outputs
+    return pb.ModelInferResponse(
+        model_name=response.model_name,
+        model_version=response.model_version,
+        id=response.request_id,
+        outputs=[_OutputTensor(name=n, datatype=datatype_for(a.dtype), shape=a.shape) for n, a in outputs.items()],
+        raw_output_contents=[array_to_raw(array) for array in outputs.values()],
     )
-    for name, array in response.outputs.items():
-        message.outputs.add(name=name, datatype=datatype_for(array.dtype), shape=array.shape)
-        message.raw_output_contents.append(array_to_raw(array))
-    return message
