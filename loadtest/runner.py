@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -117,18 +118,7 @@ def run_level(
     return result
 
 
-def _floor_baseline(target: Target, prepared: Prepared, options: RunOptions, progress: Progress) -> BaselineResult:
-    with FloorServer(prepared.response) as floor, Target(floor.address) as floor_target:
-        floor_options = RunOptions(**{**asdict(options), "engine": "python"})
-        levels = [
-            run_level(floor_target, floor.address, prepared.payload, floor_options, level, progress, f"floor {level:g}")
-            for level in options.levels
-        ]
-    return BaselineResult(
-        name="grpc_floor",
-        description="bare grpc.aio servicer returning the target's response unchanged (the Python gRPC floor)",
-        levels=levels,
-    )
+FLOOR_DESCRIPTION = "bare grpc.aio servicer returning the target's response unchanged (the Python gRPC floor)"
 
 
 def _onnxruntime_baseline(prepared: Prepared, options: RunOptions, max_batch: int) -> BaselineResult:
@@ -141,6 +131,19 @@ def _onnxruntime_baseline(prepared: Prepared, options: RunOptions, max_batch: in
         description=f"in-process ONNX Runtime on {path} (intra_op_threads={options.intra_op_threads or 'auto'})",
         throughput_infer_per_s_by_batch=rates,
     )
+
+
+def _start_floor(stack: contextlib.ExitStack, prepared: Prepared) -> tuple[FloorServer, Target]:
+    floor = stack.enter_context(FloorServer(prepared.response))
+    return floor, stack.enter_context(Target(floor.address))
+
+
+def _floor_level(
+    floor: tuple[FloorServer, Target], prepared: Prepared, options: RunOptions, level: float, progress: Progress
+) -> LevelResult:
+    server, target = floor
+    floor_options = RunOptions(**{**asdict(options), "engine": "python"})
+    return run_level(target, server.address, prepared.payload, floor_options, level, progress, f"floor {level:g}")
 
 
 def ratios(report: RunReport) -> dict[str, float]:
@@ -175,14 +178,21 @@ def run(options: RunOptions, command: str, progress: Progress, on_level: Callabl
             versions={**package_versions(), "target_server": target.server_description()},
             settings={key: _plain(value) for key, value in asdict(options).items()},
         )
-        for level in options.levels:
-            result = run_level(
-                target, options.target, prepared.payload, options, level, progress, f"{options.mode} {level:g}"
-            )
-            report.levels.append(result)
-            on_level(result)
+        with contextlib.ExitStack() as stack:
+            floor = _start_floor(stack, prepared) if options.baseline else None
+            floor_levels: list[LevelResult] = []
+            for level in options.levels:
+                label = f"{options.mode} {level:g}"
+                result = run_level(target, options.target, prepared.payload, options, level, progress, label)
+                report.levels.append(result)
+                on_level(result)
+                if floor is not None:
+                    # Measured right after the target at the same level, so machine drift hits both alike.
+                    floor_levels.append(_floor_level(floor, prepared, options, level, progress))
         if options.baseline:
-            report.baselines.append(_floor_baseline(target, prepared, options, progress))
+            report.baselines.append(
+                BaselineResult(name="grpc_floor", description=FLOOR_DESCRIPTION, levels=floor_levels)
+            )
             if options.model_repository is not None:
                 report.baselines.append(_onnxruntime_baseline(prepared, options, max_batch))
     report.ratios = ratios(report)
