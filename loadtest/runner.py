@@ -53,6 +53,7 @@ class Prepared:
     """The target's answer to `payload`: what the gRPC floor baseline replays."""
     inputs: dict[str, npt.NDArray[Any]]
     batched: bool
+    max_batch_size: int
 
 
 def prepare(target: Target, options: RunOptions) -> Prepared:
@@ -72,7 +73,7 @@ def prepare(target: Target, options: RunOptions) -> Prepared:
         inputs = generate_inputs(metadata, options.batch_size, batched, options.shapes)
     payload = encode_request(options.model, options.version, inputs)
     response = canned_response(target.address, payload)  # fails early, with the server's message, if bad
-    return Prepared(payload=payload, response=response, inputs=inputs, batched=batched)
+    return Prepared(payload=payload, response=response, inputs=inputs, batched=batched, max_batch_size=max_batch)
 
 
 def _plan(options: RunOptions, level: float) -> LoadPlan:
@@ -121,10 +122,10 @@ def run_level(
 FLOOR_DESCRIPTION = "bare grpc.aio servicer returning the target's response unchanged (the Python gRPC floor)"
 
 
-def _onnxruntime_baseline(prepared: Prepared, options: RunOptions, max_batch: int) -> BaselineResult:
+def _onnxruntime_baseline(prepared: Prepared, options: RunOptions) -> BaselineResult:
     assert options.model_repository is not None
     path = model_file(options.model_repository, options.model, options.version)
-    sizes = sorted({options.batch_size, max_batch} - {0}) if prepared.batched else [options.batch_size]
+    sizes = sorted({options.batch_size, prepared.max_batch_size} - {0}) if prepared.batched else [options.batch_size]
     rates = measure_onnxruntime(path, prepared.inputs, sizes, intra_op_threads=options.intra_op_threads)
     return BaselineResult(
         name="onnxruntime",
@@ -167,7 +168,6 @@ def run(options: RunOptions, command: str, progress: Progress, on_level: Callabl
     started = datetime.now(UTC).isoformat(timespec="seconds")
     with Target(options.target) as target:
         prepared = prepare(target, options)
-        max_batch = target.max_batch_size(options.model, options.version)
         report = RunReport(
             target=options.target,
             model=options.model,
@@ -194,7 +194,7 @@ def run(options: RunOptions, command: str, progress: Progress, on_level: Callabl
                 BaselineResult(name="grpc_floor", description=FLOOR_DESCRIPTION, levels=floor_levels)
             )
             if options.model_repository is not None:
-                report.baselines.append(_onnxruntime_baseline(prepared, options, max_batch))
+                report.baselines.append(_onnxruntime_baseline(prepared, options))
     report.ratios = ratios(report)
     return report
 

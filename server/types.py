@@ -39,20 +39,15 @@ class ModelSignature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
-    input_names: frozenset[str] = frozenset()
-    """Derived from `inputs` (set in __post_init__): the names a request must carry."""
+    input_names: frozenset[str] = field(init=False)
+    """Derived from `inputs`: the names a request must carry."""
+    output_names: tuple[str, ...] = field(init=False)
+    """Derived from `outputs`: what a request without requested outputs gets, in model order."""
 
     def __post_init__(self) -> None:
+        # Computed once per loaded version, not on every request.
         object.__setattr__(self, "input_names", frozenset(spec.name for spec in self.inputs))
-
-    def input(self, name: str) -> TensorSpec | None:
-        for spec in self.inputs:
-            if spec.name == name:
-                return spec
-        return None
-
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec in self.outputs)
+        object.__setattr__(self, "output_names", tuple(spec.name for spec in self.outputs))
 
 
 @dataclass(slots=True)

@@ -68,7 +68,7 @@ def validate_request(request: InferRequest, signature: ModelSignature, label: st
         _check_shape(label, spec, array.shape)
     if signature.max_batch_size > 0:
         _check_batch(label, signature, request.inputs)
-    known_outputs = signature.output_names()
+    known_outputs = signature.output_names
     if not request.requested_outputs:
         return known_outputs
     unknown_outputs = [name for name in request.requested_outputs if name not in known_outputs]
