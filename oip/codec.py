@@ -117,11 +117,16 @@ def raw_to_array(raw: bytes, datatype: str, shape: Sequence[int]) -> npt.NDArray
     return np.frombuffer(raw, dtype=dtype).reshape(dims)
 
 
+def has_wire_byte_order(dtype: np.dtype[Any]) -> bool:
+    """True when the dtype's bytes are already little-endian, as raw contents carry them."""
+    return dtype.byteorder in _LITTLE_OR_NATIVE
+
+
 def array_to_raw(array: npt.NDArray[Any]) -> bytes:
     """Encode an array as one raw blob in row-major order."""
     if datatype_for(array.dtype) == "BYTES":  # also rejects dtypes the protocol cannot carry
         return serialize_bytes(array)
-    if array.dtype.byteorder in _LITTLE_OR_NATIVE:
+    if has_wire_byte_order(array.dtype):
         return array.tobytes()  # row-major whatever the strides
     return array.astype(array.dtype.newbyteorder("<")).tobytes()
 

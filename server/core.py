@@ -16,8 +16,7 @@ from server.repository.loaded import LoadedVersion
 from server.repository.manager import ModelRepository
 from server.scheduling import deadline_of, priority_of
 from server.telemetry.metrics import ServerMetrics
-from server.types import InferRequest, InferResponse, batch_size_of
-from server.validation import validate_request
+from server.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +74,24 @@ class InferenceCore:
     async def _run(
         self, loaded: LoadedVersion, request: InferRequest, children: _VersionMetrics, started: int
     ) -> InferResponse:
-        output_names = validate_request(request, loaded.signature, loaded.label)
+        admission = loaded.validator.admit(request)
         batching = loaded.config.batching
-        rows = batch_size_of(request.inputs) if loaded.signature.max_batch_size > 0 else 1
-        deadline, enforce = deadline_of(request, batching)
+        if request.parameters or batching.default_timeout_us:
+            deadline, enforce = deadline_of(request, batching)
+            priority = priority_of(request, batching, loaded.label)
+        else:  # nothing to resolve: the transport's deadline (if any) and the default level
+            deadline, enforce, priority = request.deadline, False, batching.default_priority_level
         result = await loaded.batcher.submit(
             request.inputs,
-            output_names,
-            rows,
-            priority=priority_of(request, batching, loaded.label),
+            admission.output_names,
+            admission.rows,
+            priority=priority,
             deadline=deadline,
             enforce_deadline=enforce,
+            key=admission.merge_key,
         )
         duration_ns = time.perf_counter_ns() - started
-        loaded.statistics.record_success(rows, duration_ns, result.timings)
+        loaded.statistics.record_success(admission.rows, duration_ns, result.timings)
         children.ok.inc()
         children.duration.observe(duration_ns * _NS)
         children.queue.observe(result.timings.queue_ns * _NS)

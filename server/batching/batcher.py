@@ -87,12 +87,14 @@ class DynamicBatcher:
         priority: int = 1,
         deadline: float | None = None,
         enforce_deadline: bool = True,
+        key: tuple[Any, ...] | None = None,
     ) -> RunResult:
         """Queue one request and wait for its share of an execution.
 
         A request still queued at `deadline` fails with DEADLINE_EXCEEDED and is never executed.
         With `enforce_deadline` false the caller's transport enforces it (a gRPC deadline cancels
         the call), so no timer is armed and expiry is only checked when a batch is formed.
+        `key` is the request's `merge_key`, when the caller already knows it.
         """
         if self._arrived is None:
             raise ModelNotReadyError(f"model {self._label} is not started")
@@ -106,7 +108,7 @@ class DynamicBatcher:
             enqueued_ns=time.perf_counter_ns(),
             deadline=deadline,
             future=loop.create_future(),
-            merge_key=merge_key(inputs, names),
+            merge_key=merge_key(inputs, names) if key is None else key,
         )
         if deadline is not None and deadline <= time.monotonic():
             raise self._expired(request)

@@ -6,9 +6,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from oip.v1 import grpc_service_pb2 as pb
-from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from server.grpc.health import HealthBridge
+from server.grpc.registration import SERVICE as INFERENCE_SERVICE
+from server.grpc.registration import register_inference_service
 from server.grpc.servicer import InferenceServicer
 from server.settings import GrpcSettings
 
@@ -36,11 +36,10 @@ def build_grpc_server(
             ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ]
     )
-    # The generated registration helper has no type stub.
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    register_inference_service(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     service_names = (
-        pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+        INFERENCE_SERVICE.full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     )

@@ -15,8 +15,9 @@ from server.core import InferenceCore
 from server.errors import UnsupportedError
 from server.grpc import messages
 from server.grpc.errors import grpc_errors
+from server.grpc.response_wire import ResponseWriter
 from server.grpc.streaming import serve_stream
-from server.grpc.tensors import decode_request, encode_response
+from server.grpc.tensors import decode_request
 from server.repository.manager import ModelRepository
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -30,7 +31,10 @@ _SHARED_MEMORY = (
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """The Open Inference Protocol service with Triton's repository, config and statistics extensions."""
+    """The Open Inference Protocol service with Triton's repository, config and statistics extensions.
+
+    Register it with `server.grpc.registration`: the inference methods return wire bytes.
+    """
 
     def __init__(
         self, core: InferenceCore, repository: ModelRepository, server_name: str, is_ready: Callable[[], bool]
@@ -39,11 +43,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._repository = repository
         self._server_name = server_name
         self._is_ready = is_ready
+        self._responses = ResponseWriter()
 
-    async def _infer(self, request: pb.ModelInferRequest, deadline: float | None = None) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest, deadline: float | None = None) -> bytes:
         decoded = decode_request(request)
         decoded.deadline = deadline
-        return encode_response(await self._core.infer(decoded))
+        return self._responses.encode(await self._core.infer(decoded))
 
     # ------------------------------------------------------------ health
 
@@ -83,13 +88,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # --------------------------------------------------------- inference
 
     @grpc_errors
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> bytes:
+        """Answers with the serialized ModelInferResponse (registered without a response serializer)."""
         remaining = context.time_remaining()
         return await self._infer(request, None if remaining is None else time.monotonic() + remaining)
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
-    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+    ) -> AsyncIterator[bytes]:
         async for response in serve_stream(request_iterator, self._infer):
             yield response
 

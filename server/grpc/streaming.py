@@ -14,32 +14,39 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from oip.v1 import grpc_service_pb2 as pb
 from server.errors import ServerError
 from server.grpc.errors import status_for
+from server.grpc.response_wire import varint
 
 log = logging.getLogger(__name__)
 
-Infer = Callable[[pb.ModelInferRequest], Awaitable[pb.ModelInferResponse]]
+Infer = Callable[[pb.ModelInferRequest], Awaitable[bytes]]
+"""Serves one request and returns its serialized ModelInferResponse."""
+
+#: ModelStreamInferResponse.infer_response (field 2, length-delimited).
+_INFER_RESPONSE_TAG = b"\x12"
 
 #: Requests of one stream in progress at once; more wait in the stream's flow control.
 MAX_IN_FLIGHT_PER_STREAM = 1024
 
 
-async def _respond(infer: Infer, message: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+async def _respond(infer: Infer, message: pb.ModelInferRequest) -> bytes:
+    """A serialized ModelStreamInferResponse: the response, or the error and the request's identity."""
     try:
-        return pb.ModelStreamInferResponse(infer_response=await infer(message))
+        response = await infer(message)
+        return _INFER_RESPONSE_TAG + varint(len(response)) + response
     except Exception as error:
         if not isinstance(error, ServerError):
             log.exception("unhandled error in a streamed request", extra={"model": message.model_name})
         code, text = status_for(error)
         echo = pb.ModelInferResponse(model_name=message.model_name, model_version=message.model_version, id=message.id)
-        return pb.ModelStreamInferResponse(error_message=f"{code.name}: {text}", infer_response=echo)
+        return pb.ModelStreamInferResponse(
+            error_message=f"{code.name}: {text}", infer_response=echo
+        ).SerializeToString()
 
 
-async def serve_stream(
-    requests: AsyncIterator[pb.ModelInferRequest], infer: Infer
-) -> AsyncIterator[pb.ModelStreamInferResponse]:
-    """Yield one response per request, in completion order."""
+async def serve_stream(requests: AsyncIterator[pb.ModelInferRequest], infer: Infer) -> AsyncIterator[bytes]:
+    """Yield one serialized ModelStreamInferResponse per request, in completion order."""
     # Items: a response, an exception that broke the request stream, or None at the end.
-    done: asyncio.Queue[pb.ModelStreamInferResponse | Exception | None] = asyncio.Queue()
+    done: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
     slots = asyncio.Semaphore(MAX_IN_FLIGHT_PER_STREAM)
     tasks: set[asyncio.Task[None]] = set()
 

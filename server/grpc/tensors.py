@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from oip.codec import CONTENTS_FIELD, TensorCodecError, array_to_raw, contents_to_array, datatype_for, raw_to_array
+from oip.codec import CONTENTS_FIELD, TensorCodecError, contents_to_array, raw_to_array
 from oip.v1 import grpc_service_pb2 as pb
 from server.errors import InvalidInputError
-from server.types import InferRequest, InferResponse, ParameterValue
+from server.types import InferRequest, ParameterValue
 
 
 def parameter_value(parameter: pb.InferParameter) -> ParameterValue | None:
@@ -32,50 +33,45 @@ def _typed_values(tensor: pb.ModelInferRequest.InferInputTensor) -> Any:
     return getattr(tensor.contents, field)
 
 
+def _decoded_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> Any:
+    try:
+        if raw is not None:
+            return raw_to_array(raw, tensor.datatype, tensor.shape)
+        return contents_to_array(_typed_values(tensor), tensor.datatype, tensor.shape)
+    except TensorCodecError as exc:
+        raise InvalidInputError(f"input '{tensor.name}': {exc}") from None
+
+
 def decode_request(message: pb.ModelInferRequest) -> InferRequest:
     """A ModelInferRequest as an InferRequest; raw contents become zero-copy numpy views."""
+    tensors = message.inputs
     raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
-        raise InvalidInputError(
-            f"request has {len(message.inputs)} inputs but {len(raw)} raw_input_contents entries; "
-            "send exactly one raw blob per input, in the order of `inputs`"
-        )
-    inputs = {}
-    for index, tensor in enumerate(message.inputs):
-        if tensor.name in inputs:
-            raise InvalidInputError(f"input '{tensor.name}' appears more than once in the request")
-        if raw and tensor.HasField("contents"):
+    if raw:
+        if len(raw) != len(tensors):
             raise InvalidInputError(
-                f"input '{tensor.name}' has typed contents but the request also uses raw_input_contents; "
+                f"request has {len(tensors)} inputs but {len(raw)} raw_input_contents entries; "
+                "send exactly one raw blob per input, in the order of `inputs`"
+            )
+        blobs: Any = raw
+    else:
+        blobs = itertools.repeat(None)
+    inputs = {}
+    for tensor, blob in zip(tensors, blobs, strict=False):  # blobs may be endless
+        name = tensor.name
+        if name in inputs:
+            raise InvalidInputError(f"input '{name}' appears more than once in the request")
+        if blob is not None and tensor.HasField("contents"):
+            raise InvalidInputError(
+                f"input '{name}' has typed contents but the request also uses raw_input_contents; "
                 "a request must use one or the other"
             )
-        try:
-            if raw:
-                inputs[tensor.name] = raw_to_array(raw[index], tensor.datatype, tensor.shape)
-            else:
-                inputs[tensor.name] = contents_to_array(_typed_values(tensor), tensor.datatype, tensor.shape)
-        except TensorCodecError as exc:
-            raise InvalidInputError(f"input '{tensor.name}': {exc}") from None
+        inputs[name] = _decoded_tensor(tensor, blob)
+    outputs = message.outputs
     return InferRequest(
         model_name=message.model_name,
         model_version=message.model_version,
         inputs=inputs,
-        requested_outputs=tuple(output.name for output in message.outputs),
+        requested_outputs=tuple([output.name for output in outputs]) if outputs else (),
         request_id=message.id,
         parameters=_parameters(message.parameters) if message.parameters else {},
-    )
-
-
-_OutputTensor = pb.ModelInferResponse.InferOutputTensor
-
-
-def encode_response(response: InferResponse) -> pb.ModelInferResponse:
-    """An InferResponse as a ModelInferResponse with raw output contents."""
-    outputs = response.outputs
-    return pb.ModelInferResponse(
-        model_name=response.model_name,
-        model_version=response.model_version,
-        id=response.request_id,
-        outputs=[_OutputTensor(name=n, datatype=datatype_for(a.dtype), shape=a.shape) for n, a in outputs.items()],
-        raw_output_contents=[array_to_raw(array) for array in outputs.values()],
     )

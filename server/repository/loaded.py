@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from server.admission import RequestValidator
 from server.batching.batcher import DynamicBatcher
 from server.repository.config import ModelConfig
 from server.runtime.runner import Runner
@@ -26,12 +27,15 @@ class LoadedVersion:
     batcher: DynamicBatcher
     providers: tuple[str, ...]
     statistics: VersionStatistics = field(default_factory=VersionStatistics)
+    label: str = field(init=False)
+    """"model:version", as messages and logs name it."""
+    validator: RequestValidator = field(init=False)
     _in_flight: int = 0
     _idle: asyncio.Event | None = None
 
-    @property
-    def label(self) -> str:
-        return f"{self.model_name}:{self.version}"
+    def __post_init__(self) -> None:
+        self.label = f"{self.model_name}:{self.version}"
+        self.validator = RequestValidator(self.signature, self.label)
 
     def enter(self) -> None:
         """Count a request as in flight; pair every call with `leave()` (a try/finally on the hot path)."""
