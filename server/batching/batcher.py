@@ -2,8 +2,15 @@
 
 Whenever an instance is free, whatever compatible requests are queued form the
 next batch (up to max_batch_size). With max_queue_delay_us = 0 that adds no
-latency: batches grow exactly while the instances are busy. A positive delay
-lets a batch wait for more requests, up to a preferred or the maximum size.
+deliberate delay: batches grow while the instances are busy, and an instance that
+finishes a batch while a full one waits starts it before the finished batch's
+responses go out. A positive delay lets a batch wait for more requests, up to a
+preferred or the maximum size.
+
+Otherwise a batch first lets the event loop catch up with requests that are
+arriving at that moment ("settling"): a request reaches the queue several loop
+turns after its bytes reach the socket, so without this a burst of simultaneous
+requests would be cut into batches of one or two, each paying a whole execution.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ log = logging.getLogger(__name__)
 ExecutionObserver = Callable[[int, RunTimings], None]
 """Told about every execution: (rows in the batch, its timings)."""
 
+#: A loop turn shorter than this ran nothing else, so the loop has caught up with arrivals.
+QUIET_TURN_NS = 30_000
+
 
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
@@ -39,6 +49,8 @@ class BatchPolicy:
     max_queue_size: int = 1024
     instances: int = 1
     priority_levels: int = 1
+    max_settle_us: int = 500
+    """How long settling may hold a batch back at most, however busy the loop stays."""
 
 
 class DynamicBatcher:
@@ -136,6 +148,7 @@ class DynamicBatcher:
             request.future.set_exception(self._expired(request))
 
     async def _schedule(self) -> None:
+        """Start a batch whenever requests wait and an instance is free (busy instances hand over directly)."""
         assert self._arrived is not None and self._slots is not None
         while True:
             if not len(self._queue):
@@ -143,17 +156,49 @@ class DynamicBatcher:
                 await self._arrived.wait()
                 continue
             await self._slots.acquire()
-            # One loop turn lets requests that already arrived on the sockets join this batch:
-            # under load batches grow, when idle it costs a few microseconds.
-            await asyncio.sleep(0)
+            await self._settle()
             await self._wait_for_batch()
-            batch = self._queue.take_batch(self._max_rows, self._merge)
-            if not batch:
+            if not self._launch():
                 self._slots.release()
-                continue
-            task = asyncio.create_task(self._execute(batch))
-            self._executions.add(task)
-            task.add_done_callback(self._executions.discard)
+
+    def _launch(self) -> bool:
+        """Take the next batch and start executing it on a slot the caller holds; False if none was queued."""
+        batch = self._queue.take_batch(self._max_rows, self._merge)
+        if not batch:
+            return False
+        task = asyncio.create_task(self._execute(batch))
+        self._executions.add(task)
+        task.add_done_callback(self._executions.discard)
+        return True
+
+    async def _settle(self) -> None:
+        """With no queue delay, yield loop turns while the loop is busy (requests still coming in), briefly."""
+        if self._policy.max_queue_delay_us > 0 or not self._merge:
+            return
+        give_up = time.perf_counter_ns() + self._policy.max_settle_us * 1000
+        while len(self._queue) < self._max_rows:
+            turn = time.perf_counter_ns()
+            await asyncio.sleep(0)
+            now = time.perf_counter_ns()
+            if now - turn < QUIET_TURN_NS or now >= give_up:
+                return
+
+    def _filled(self) -> bool:
+        """Whether the rows that could join the head's batch reach the maximum or a preferred size."""
+        queued = self._queue.queued_batch_size()
+        preferred = self._policy.preferred_batch_sizes
+        # A request carrying several rows can step past a preferred size: past the largest, go too.
+        return queued >= self._max_rows or queued in preferred or (bool(preferred) and queued > max(preferred))
+
+    def _ready_now(self) -> bool:
+        """Whether the queue holds a batch that gains nothing from waiting: full, preferred, or past its delay."""
+        oldest = self._queue.oldest_enqueued_ns()
+        if oldest is None:
+            return False
+        if self._filled():
+            return True
+        delay_ns = self._policy.max_queue_delay_us * 1000
+        return delay_ns > 0 and time.perf_counter_ns() >= oldest + delay_ns
 
     async def _wait_for_batch(self) -> None:
         """With a queue delay, give the batch until the oldest request's delay runs out to fill up."""
@@ -161,12 +206,7 @@ class DynamicBatcher:
         if delay_ns <= 0 or not self._merge:
             return
         assert self._arrived is not None
-        while (oldest := self._queue.oldest_enqueued_ns()) is not None:
-            queued = self._queue.queued_batch_size()
-            preferred = self._policy.preferred_batch_sizes
-            # A request carrying several rows can step past a preferred size: past the largest, go too.
-            if queued >= self._max_rows or queued in preferred or (preferred and queued > max(preferred)):
-                return
+        while (oldest := self._queue.oldest_enqueued_ns()) is not None and not self._filled():
             remaining_s = (oldest + delay_ns - time.perf_counter_ns()) / 1e9
             if remaining_s <= 0:
                 return
@@ -179,6 +219,7 @@ class DynamicBatcher:
     async def _execute(self, batch: list[PendingRequest]) -> None:
         assert self._slots is not None
         started_ns = time.perf_counter_ns()
+        handed_over = False
         try:
             now = time.monotonic()
             for request in batch:
@@ -188,6 +229,10 @@ class DynamicBatcher:
             if not live:
                 return
             result = await self._runner.run(merge_inputs(live), live[0].output_names)
+            # The instance is free. A batch that is already complete starts before this one is answered,
+            # so the runtime does not sit idle while these responses are encoded and sent; a smaller one
+            # goes through the scheduler, which lets it grow while the loop catches up.
+            handed_over = self._ready_now() and self._launch()
             parts = split_outputs(result.outputs, live, self._label)
             self._observe(sum(request.batch_size for request in live), result.timings)
             for request, outputs in zip(live, parts, strict=True):
@@ -207,4 +252,5 @@ class DynamicBatcher:
                 if not request.done:
                     request.future.set_exception(error)
         finally:
-            self._slots.release()
+            if not handed_over:  # else the slot now belongs to the batch just launched
+                self._slots.release()

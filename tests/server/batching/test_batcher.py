@@ -449,3 +449,83 @@ async def test_a_request_stepping_past_the_largest_preferred_size_releases_the_b
     assert_own_rows(await three, 2.0, 3.0)
     assert runner.batch_rows == [3]
     assert time.monotonic() - started < 0.15
+
+
+async def test_a_full_batch_starts_before_the_finished_batch_is_answered(make_batcher: MakeBatcher) -> None:
+    runner = FakeRunner(held=True)
+    batcher, _ = await make_batcher(runner, max_batch_size=4)
+    first = await occupy(batcher, runner)
+    full = [submit(batcher, float(i)) for i in range(1, 5)]
+    await until(lambda: batcher.queued == 4)
+    started_before_answer: list[int] = []
+    first.add_done_callback(lambda _: started_before_answer.append(len(runner.calls)))
+
+    runner.gate.set()
+    await asyncio.gather(first, *full)
+
+    assert started_before_answer == [2]  # the full batch reached the runtime before the first answer went out
+    assert runner.batch_rows == [1, 4]
+
+
+async def test_a_partial_batch_waits_for_the_scheduler_after_an_execution(make_batcher: MakeBatcher) -> None:
+    runner = FakeRunner(held=True)
+    batcher, observer = await make_batcher(runner, max_batch_size=8)
+    first = await occupy(batcher, runner)
+    partial = [submit(batcher, 1.0), submit(batcher, 2.0)]
+    await until(lambda: batcher.queued == 2)
+
+    runner.gate.set()
+    results = await asyncio.gather(*partial)
+
+    assert_own_rows(await first, -1.0)
+    assert [r.outputs["y"][0, 0] for r in results] == [2.0, 4.0]
+    assert observer.rows == [1, 2]
+
+
+def _busy_turns(count: int, busy_s: float, action: Any) -> None:
+    """Run `action(i)` in `count` consecutive loop turns, each kept busy for `busy_s` (requests still arriving)."""
+    loop = asyncio.get_running_loop()
+
+    def turn(i: int) -> None:
+        time.sleep(busy_s)
+        action(i)
+        if i + 1 < count:
+            loop.call_soon(turn, i + 1)
+
+    loop.call_soon(turn, 0)
+
+
+async def test_requests_arriving_while_the_loop_is_busy_join_one_batch(make_batcher: MakeBatcher) -> None:
+    runner = FakeRunner()
+    batcher, observer = await make_batcher(runner, max_batch_size=16, max_settle_us=5_000_000)
+    tasks = [submit(batcher, 0.0)]
+    _busy_turns(4, 0.002, lambda i: tasks.append(submit(batcher, float(i + 1))))
+    await until(lambda: len(tasks) == 5)
+
+    results = await asyncio.gather(*tasks)
+
+    assert observer.rows == [5]  # one execution, although the requests arrived over several turns
+    for value, result in enumerate(results):
+        assert_own_rows(result, float(value))
+
+
+async def test_settling_is_bounded_when_the_loop_stays_busy(make_batcher: MakeBatcher) -> None:
+    runner = FakeRunner()
+    batcher, observer = await make_batcher(runner, max_batch_size=64, max_settle_us=1_000)
+    tasks = [submit(batcher, 0.0)]
+    _busy_turns(30, 0.002, lambda i: tasks.append(submit(batcher, float(i + 1))))
+    await until(lambda: len(tasks) == 31, timeout_s=5.0)
+
+    await asyncio.gather(*tasks)
+
+    assert observer.rows[0] <= 3  # the first batch stopped settling after about 1 ms, not after the 60 ms burst
+    assert sum(observer.rows) == 31
+
+
+async def test_a_single_request_on_an_idle_loop_is_not_held_back(make_batcher: MakeBatcher) -> None:
+    runner = FakeRunner()
+    batcher, observer = await make_batcher(runner, max_batch_size=16, max_settle_us=10_000_000)
+    started = time.perf_counter()
+    assert_own_rows(await submit(batcher, 3.0), 3.0)
+    assert observer.rows == [1]
+    assert time.perf_counter() - started < 5.0  # quiet turns end settling at once, far below its 10 s bound
