@@ -35,6 +35,7 @@ _FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--inference-threads", "runtime", "inference_threads", int, "threads running ONNX Runtime"),
     ("--intra-op-threads", "runtime", "intra_op_threads", int, "ONNX Runtime intra-op threads, 0 = auto"),
     ("--inter-op-threads", "runtime", "inter_op_threads", int, "ONNX Runtime inter-op threads, 0 = auto"),
+    ("--gil-switch-interval-us", "runtime", "gil_switch_interval_us", int, "GIL hand-over interval, microseconds"),
     ("--log-level", "log", "level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("--log-format", "log", "format", str, "json or text"),
     ("--workers", "", "workers", int, "server processes sharing the gRPC port (SO_REUSEPORT), 1-64"),

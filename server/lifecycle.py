@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from types import ModuleType
 from typing import Any, TypeVar
@@ -33,6 +34,10 @@ async def serve(settings: ServerSettings, *, role: str = "server", notify: Calla
     `notify` hears "ready" once the app serves and "draining" when shutdown begins.
     """
     app = App(settings, role=role)
+    # Process-wide, so set here and not in the embeddable App: inference threads must get the GIL
+    # back from a busy event loop quickly, or ONNX Runtime idles between batches.
+    previous_interval = sys.getswitchinterval()
+    sys.setswitchinterval(settings.runtime.gil_switch_interval_us / 1e6)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -45,6 +50,7 @@ async def serve(settings: ServerSettings, *, role: str = "server", notify: Calla
         notify("draining")
     finally:
         await app.stop()
+        sys.setswitchinterval(previous_interval)
 
 
 def run_loop(main: Coroutine[Any, Any, T], use_uvloop: bool) -> T:

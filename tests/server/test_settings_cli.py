@@ -44,6 +44,7 @@ def test_defaults() -> None:
     assert settings.http.enabled is True
     assert settings.runtime.providers == ()
     assert settings.runtime.inference_threads == min(32, (os.cpu_count() or 1) + 4)
+    assert settings.runtime.gil_switch_interval_us == 200
     assert settings.log.level == "INFO"
     assert settings.log.format == "json"
     assert settings.use_uvloop is True
@@ -103,6 +104,7 @@ def test_every_flag_reaches_its_field(tmp_path: Path) -> None:
             "--inference-threads", "5",
             "--intra-op-threads", "4",
             "--inter-op-threads", "3",
+            "--gil-switch-interval-us", "750",
             "--log-level", "DEBUG",
             "--log-format", "text",
         ]
@@ -116,6 +118,7 @@ def test_every_flag_reaches_its_field(tmp_path: Path) -> None:
     assert settings.grpc.graceful_shutdown_s == 2.5
     assert settings.runtime.inference_threads == 5
     assert (settings.runtime.intra_op_threads, settings.runtime.inter_op_threads) == (4, 3)
+    assert settings.runtime.gil_switch_interval_us == 750
     assert (settings.log.level, settings.log.format) == ("DEBUG", "text")
 
 
@@ -167,6 +170,7 @@ def test_tls_client_ca_without_certificate() -> None:
         ["--inference-threads", "0"],
         ["--max-message-bytes", "1024"],
         ["--graceful-shutdown", "-1"],
+        ["--gil-switch-interval-us", "0"],
     ],
 )
 def test_invalid_values(argv: list[str]) -> None:
