@@ -8,6 +8,7 @@ await app.stop()           # NOT_SERVING -> stop accepting -> finish in-flight -
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,9 +23,12 @@ from server.http.side_server import SideHttpServer
 from server.repository.manager import ModelRepository
 from server.runtime.loader import OnnxVersionLoader
 from server.settings import ServerSettings
-from server.telemetry.metrics import ServerMetrics
+from server.telemetry.metrics import BeforeCollect, ServerMetrics
 
 log = logging.getLogger(__name__)
+
+#: How often buffered metric samples reach Prometheus between scrapes (see telemetry.recorder).
+METRICS_FLUSH_S = 0.1
 
 
 class App:
@@ -43,19 +47,33 @@ class App:
         self._stopped = False
         self._infer_pool = ThreadPoolExecutor(settings.runtime.inference_threads, thread_name_prefix="infer")
         self._load_pool = ThreadPoolExecutor(settings.runtime.load_threads, thread_name_prefix="load")
+        # First in the registry, so that every scrape reads the samples buffered until that moment.
+        self.registry.register(BeforeCollect(self.flush_metrics))
         self.metrics = ServerMetrics(self.registry)
         self.health = HealthBridge()
-        loader = OnnxVersionLoader(settings.runtime, self._load_pool, self._infer_pool, self.metrics.execution_observer)
+        loader = OnnxVersionLoader(settings.runtime, self._load_pool, self._infer_pool, self.metrics.recorder)
         self.repository = ModelRepository(
             settings.model_repository,
             loader,
             drain_timeout_s=settings.grpc.graceful_shutdown_s,
             listeners=(self.metrics.on_model_change, self.health.on_model_change),
         )
-        self.core = InferenceCore(self.repository, self.metrics)
+        self.core = InferenceCore(self.repository)
         self._servicer = InferenceServicer(self.core, self.repository, settings.server_name, self.is_ready)
         self._grpc: grpc.aio.Server | None = None
         self._http: SideHttpServer | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    def flush_metrics(self) -> None:
+        """Move every loaded version's buffered samples into the Prometheus children."""
+        for loaded in self.repository.loaded_versions():
+            loaded.recorder.flush(loaded.in_flight)
+
+    async def _flush_periodically(self) -> None:
+        # Under --workers the supervisor reads the children's files, not this registry: keep them fresh.
+        while True:
+            await asyncio.sleep(METRICS_FLUSH_S)
+            self.flush_metrics()
 
     def is_ready(self) -> bool:
         return self._ready
@@ -74,6 +92,7 @@ class App:
             extra={"grpc_port": self.grpc_port, "http_port": self.http_port, "host": self.settings.grpc.host},
         )
         await self.repository.load_all()
+        self._flusher = asyncio.create_task(self._flush_periodically(), name="metrics flush")
         self._ready = True
         await self.health.set_server_serving(True)
         log.info("%s ready", self.role, extra={"models": [r.name for r in self.repository.records() if r.ready]})
@@ -90,6 +109,9 @@ class App:
             # Stops accepting new RPCs; in-flight ones get `grace` seconds to finish.
             await self._grpc.stop(grace)
         await self.repository.unload_all()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
         if self._http is not None:
             await self._http.stop()
         self._infer_pool.shutdown(wait=True, cancel_futures=False)

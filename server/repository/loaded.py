@@ -12,6 +12,7 @@ from server.batching.batcher import DynamicBatcher
 from server.repository.config import ModelConfig
 from server.runtime.runner import Runner
 from server.statistics import VersionStatistics
+from server.telemetry.recorder import VersionRecorder
 from server.types import ModelSignature
 
 
@@ -26,15 +27,28 @@ class LoadedVersion:
     runner: Runner
     batcher: DynamicBatcher
     providers: tuple[str, ...]
-    statistics: VersionStatistics = field(default_factory=VersionStatistics)
+    recorder: VersionRecorder
+    """Request and execution accounting: ModelStatistics counters and Prometheus samples."""
     label: str = field(init=False)
     """"model:version", as messages and logs name it."""
+    version_text: str = field(init=False)
+    """The version number as responses carry it."""
     validator: RequestValidator = field(init=False)
     _in_flight: int = 0
     _idle: asyncio.Event | None = None
 
+    @property
+    def statistics(self) -> VersionStatistics:
+        return self.recorder.statistics
+
+    @property
+    def in_flight(self) -> int:
+        """Requests accepted for this version and not yet answered."""
+        return self._in_flight
+
     def __post_init__(self) -> None:
         self.label = f"{self.model_name}:{self.version}"
+        self.version_text = str(self.version)
         self.validator = RequestValidator(self.signature, self.label)
 
     def enter(self) -> None:
@@ -70,3 +84,4 @@ class LoadedVersion:
         """Stop the batcher, then release the runtime."""
         await self.batcher.stop()
         self.runner.close()
+        self.recorder.flush(in_flight=0)

@@ -7,15 +7,16 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
-from server.batching.batcher import BatchPolicy, DynamicBatcher, ExecutionObserver
+from server.batching.batcher import BatchPolicy, DynamicBatcher
 from server.repository.config import ModelConfig
 from server.repository.loaded import LoadedVersion
 from server.runtime.onnx_runner import OnnxRunner, load_onnx_model
 from server.settings import RuntimeSettings
 from server.statistics import VersionStatistics
+from server.telemetry.recorder import VersionRecorder
 
-ObserverFactory = Callable[[str, int, VersionStatistics], ExecutionObserver]
-"""(model, version, its statistics) -> what to call after every execution."""
+RecorderFactory = Callable[[str, int, VersionStatistics], VersionRecorder]
+"""(model, version, its statistics) -> the version's request and execution accounting."""
 
 
 def batch_policy(config: ModelConfig, max_batch_size: int) -> BatchPolicy:
@@ -39,12 +40,12 @@ class OnnxVersionLoader:
         defaults: RuntimeSettings,
         load_executor: Executor,
         infer_executor: Executor,
-        observer_factory: ObserverFactory,
+        recorder_factory: RecorderFactory,
     ) -> None:
         self._defaults = defaults
         self._load_executor = load_executor
         self._infer_executor = infer_executor
-        self._observer_factory = observer_factory
+        self._recorder_factory = recorder_factory
 
     async def __call__(self, model_name: str, version: int, path: Path, config: ModelConfig) -> LoadedVersion:
         loop = asyncio.get_running_loop()
@@ -52,8 +53,9 @@ class OnnxVersionLoader:
         label = f"{model_name}:{version}"
         runner = OnnxRunner(model, self._infer_executor, label=label)
         statistics = VersionStatistics()
-        observe = self._observer_factory(model_name, version, statistics)
-        batcher = DynamicBatcher(runner, batch_policy(config, model.signature.max_batch_size), label, observe)
+        recorder = self._recorder_factory(model_name, version, statistics)
+        policy = batch_policy(config, model.signature.max_batch_size)
+        batcher = DynamicBatcher(runner, policy, label, recorder.executed)
         await batcher.start()
         return LoadedVersion(
             model_name=model_name,
@@ -63,5 +65,5 @@ class OnnxVersionLoader:
             runner=runner,
             batcher=batcher,
             providers=model.providers,
-            statistics=statistics,
+            recorder=recorder,
         )

@@ -6,18 +6,37 @@ come from the repository, code from our fixed status table.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable
 
-from server.batching.batcher import ExecutionObserver
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+
 from server.repository.records import ModelRecord
-from server.runtime.runner import RunTimings
 from server.statistics import VersionStatistics
+from server.telemetry.recorder import VersionRecorder
 
 #: Request latency buckets: 100 µs .. 10 s, denser where online inference lives.
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class BeforeCollect:
+    """A collector with no samples that runs `callback` whenever the registry is collected.
+
+    Registered before the metric families, it lets buffered samples reach them before a scrape reads them.
+    """
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback = callback
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        self._callback()
+        return []
 
 
 class ServerMetrics:
@@ -81,17 +100,6 @@ class ServerMetrics:
             ready = 1 if version in record.loaded else 0
             self.model_ready.labels(record.name, str(version)).set(ready)
 
-    def execution_observer(self, model: str, version: int, statistics: VersionStatistics) -> ExecutionObserver:
-        """What a version's batcher calls after each execution: statistics plus metrics.
-
-        The labelled children are looked up once here, not on every execution.
-        """
-        batch_size = self.batch_size.labels(model, str(version))
-        compute = self.compute_duration.labels(model, str(version))
-
-        def observe(rows: int, timings: RunTimings) -> None:
-            statistics.record_execution(rows, timings)
-            batch_size.observe(rows)
-            compute.observe((timings.input_ns + timings.infer_ns + timings.output_ns) * 1e-9)
-
-        return observe
+    def recorder(self, model: str, version: int, statistics: VersionStatistics) -> VersionRecorder:
+        """The request and execution accounting of one loaded version (its labelled children looked up once)."""
+        return VersionRecorder(self, model, version, statistics)

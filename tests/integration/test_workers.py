@@ -78,6 +78,8 @@ def test_connections_spread_over_both_workers_and_metrics_add_up(tmp_path: Path)
             ]
 
         total = CONNECTIONS * REQUESTS_EACH
+        # Workers move buffered samples into the shared files every 0.1 s (server.app.METRICS_FLUSH_S).
+        wait_for(lambda: server.metric("inference_requests_total", model="identity", code="OK") >= total, "flush", 10)
         assert server.metric("inference_requests_total", model="identity", code="OK") == total
         assert server.metric("inference_model_ready", model="identity") == 1
         assert server.metric("inference_pending_requests", model="identity") == 0

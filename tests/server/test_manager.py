@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy.typing as npt
 import pytest
+from prometheus_client import CollectorRegistry
 
 from server.batching.batcher import BatchPolicy, DynamicBatcher
 from server.errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
@@ -18,6 +19,8 @@ from server.repository.loaded import LoadedVersion
 from server.repository.manager import ModelRepository
 from server.repository.records import IndexEntry, ModelRecord, State
 from server.runtime.runner import RunResult, RunTimings
+from server.statistics import VersionStatistics
+from server.telemetry.metrics import ServerMetrics
 from server.types import ModelSignature, TensorSpec
 
 SIGNATURE = ModelSignature(
@@ -59,9 +62,10 @@ class FakeLoader:
             raise failure
         runner = FakeRunner(f"{name}:{version}")
         self.runners.append(runner)
-        batcher = DynamicBatcher(runner, BatchPolicy(max_batch_size=0), f"{name}:{version}", lambda rows, timings: None)
+        recorder = ServerMetrics(CollectorRegistry()).recorder(name, version, VersionStatistics())
+        batcher = DynamicBatcher(runner, BatchPolicy(max_batch_size=0), f"{name}:{version}", recorder.executed)
         await batcher.start()
-        return LoadedVersion(name, version, SIGNATURE, config, runner, batcher, ("CPUExecutionProvider",))
+        return LoadedVersion(name, version, SIGNATURE, config, runner, batcher, ("CPUExecutionProvider",), recorder)
 
     def versions_loaded(self, name: str) -> list[int]:
         return sorted(version for model, version, _, _ in self.calls if model == name)
