@@ -89,9 +89,21 @@ def _plan(options: RunOptions, level: float) -> LoadPlan:
 
 
 def run_level(
-    target: Target, address: str, payload: bytes, options: RunOptions, level: float, progress: Progress, label: str
+    target: Target,
+    address: str,
+    payload: bytes,
+    options: RunOptions,
+    level: float,
+    progress: Progress,
+    label: str,
+    *,
+    infallible: bool = False,
 ) -> LevelResult:
-    """Drive one level against `address`; server statistics come from `target` when it has them."""
+    """Drive one level against `address`; server statistics come from `target` when it has them.
+
+    `infallible` marks a target that answers every request successfully (the floor server), so
+    the h2load engine may count HTTP successes instead of reading ModelStatistics.
+    """
     plan = _plan(options, level)
     total = plan.warmup_s + plan.measure_s
     if options.engine == "h2load":
@@ -102,7 +114,7 @@ def run_level(
         progress.update(label, "h2load", 0.0, total, 0, 0)
         return run_h2load(
             target, address, options.model, options.version, payload, options.batch_size, int(level),
-            options.warmup_s, plan.measure_s,
+            options.warmup_s, plan.measure_s, count_http_successes=infallible,
         )  # fmt: skip
     snapshots: list[StatsSnapshot | None] = []
 
@@ -143,8 +155,9 @@ def _floor_level(
     floor: tuple[FloorServer, Target], prepared: Prepared, options: RunOptions, level: float, progress: Progress
 ) -> LevelResult:
     server, target = floor
-    floor_options = RunOptions(**{**asdict(options), "engine": "python"})
-    return run_level(target, server.address, prepared.payload, floor_options, level, progress, f"floor {level:g}")
+    label = f"floor {level:g}"
+    # The same load generator as the target's level, so the ratio compares servers, not clients.
+    return run_level(target, server.address, prepared.payload, options, level, progress, label, infallible=True)
 
 
 def ratios(report: RunReport) -> dict[str, float]:

@@ -105,6 +105,17 @@ def test_h2load_engine_counts_only_server_successes(server: ThreadedServer, tmp_
     assert successes(server) > before + level["requests_ok"]  # warm-up and the probe request come on top
 
 
+@pytest.mark.skipif(not h2load_available(), reason="h2load is not installed (make loadtest-setup)")
+def test_h2load_baseline_loads_the_floor_with_h2load_too(server: ThreadedServer, tmp_path: Path) -> None:
+    out = tmp_path / "h2-floor"
+    args = ["--target", server.address, "--model", "fraud", "--concurrency", "4", "--engine", "h2load", "--baseline"]
+    assert main([*args, "--output-dir", str(out), *QUICK]) == 0
+    report = json.loads((out / "report.json").read_text())
+    (floor_level,) = {b["name"]: b for b in report["baselines"]}["grpc_floor"]["levels"]
+    assert floor_level["engine"] == "h2load" and floor_level["requests_ok"] > 0
+    assert report["ratios"]["target/grpc_floor@c4"] > 0
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loadtest.baselines import FloorServer, canned_response
 from loadtest.engines import h2load_engine
 from loadtest.engines.h2load_engine import grpc_frame, h2load_available, parse_h2load_output, run_h2load
 from loadtest.errors import LoadTestError
@@ -157,3 +158,17 @@ def test_grpc_errors_behind_http_200_are_failures(server: ThreadedServer) -> Non
     assert result.requests_failed > 0
     assert result.errors_by_code.get("grpc_error_or_not_counted", 0) > 0
     assert result.throughput_infer_per_s == 0.0
+
+
+@needs_h2load
+def test_the_floor_server_is_counted_from_http_successes(server: ThreadedServer) -> None:
+    payload = encode_request("identity", "", {"INPUT0": np.zeros((1, 3), np.float32)})
+    canned = canned_response(server.address, payload)
+    with FloorServer(canned) as floor, Target(floor.address) as floor_target:
+        result = run_h2load(
+            floor_target, floor.address, "identity", "", payload, 1, 8, 0.0, 1.0, count_http_successes=True
+        )
+    assert result.requests_ok > 0
+    assert result.server is None  # the floor has no statistics: nothing to break down
+    assert result.requests_failed == 0
+    assert any("HTTP 2xx" in note for note in result.notes)
