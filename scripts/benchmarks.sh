@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Reproduces the measurements in docs/benchmarks.md: P1, P2, P3, P5, uvloop on/off and --workers 2.
-# Usage: scripts/benchmarks.sh [OUT_DIR]   (loopback only; about 6 minutes on 2 cores)
+# Usage: scripts/benchmarks.sh [OUT_DIR]   (loopback only; about 7 minutes on 2 cores)
+# Throughput is measured twice: with h2load (a C client that leaves the cores to the server, as
+# perf_analyzer would) and with our Python client (which also reports latency percentiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-docs/benchmarks/run2}
+OUT=${1:-docs/benchmarks/run3}
 PY=${PYTHON:-.venv/bin/python}
 REPO=build/bench-repo
 THREADS=${INTRA_OP_THREADS:-1}   # ONNX Runtime intra-op threads, for the server and the ORT baseline alike
@@ -31,20 +33,23 @@ load() { $PY -m loadtest --target 127.0.0.1:$PORT "$@"; }
 ceiling=(--baseline --model-repository "$REPO" --intra-op-threads "$THREADS")
 
 start_server
+load --model fraud --engine h2load --concurrency 16,64 --baseline --output-dir "$OUT/p1-fraud-h2load"
 load --model fraud --concurrency 1,16,64 "${ceiling[@]}" --output-dir "$OUT/p1-fraud"
+load --model mlp --engine h2load --concurrency 64 "${ceiling[@]}" --output-dir "$OUT/p2-mlp-h2load"
 load --model mlp --concurrency 1,64 "${ceiling[@]}" --output-dir "$OUT/p2-mlp"
-load --model mlp_nobatch --concurrency 64 --output-dir "$OUT/p2-mlp-nobatch"
+load --model mlp_nobatch --engine h2load --concurrency 64 --output-dir "$OUT/p2-mlp-nobatch"
+# Half of the maximum the Python client reaches: it is also the open-loop load generator.
 rate=$($PY -c "import json; r = json.load(open('$OUT/p1-fraud/report.json')); \
 print(int(max(l['throughput_req_per_s'] for l in r['levels']) / 2))")
 load --model fraud --rate "$rate" --arrival poisson --output-dir "$OUT/p3-fraud-open"
 stop_server
 
 start_server --no-uvloop
-load --model fraud --concurrency 64 --output-dir "$OUT/no-uvloop-fraud"
+load --model fraud --engine h2load --concurrency 64 --output-dir "$OUT/no-uvloop-fraud"
 stop_server
 
 start_server --workers 2
-load --model fraud --concurrency 64 --output-dir "$OUT/workers2-fraud"
+load --model fraud --engine h2load --concurrency 64 --output-dir "$OUT/workers2-fraud"
 stop_server
 
 $PY -m loadtest.memory --model-repository "$REPO" --model mlp --server-arg=--intra-op-threads \

@@ -11,7 +11,7 @@ from loadtest.targets import main, summarize
 from tests.loadtest.test_report_json_markdown import make_level, make_report
 
 
-def write_run(root: Path) -> None:
+def write_run(root: Path, h2load: bool = False) -> None:
     def save(name: str, report: RunReport) -> None:
         write_json(report, root / name / "report.json")
 
@@ -23,6 +23,9 @@ def write_run(root: Path) -> None:
         return made
 
     save("p1-fraud", report(make_level("closed", 64, 1000.0), **{"target/grpc_floor@c64": 0.9}))
+    if h2load:
+        save("p1-fraud-h2load", report(make_level("closed", 64, 3000.0), **{"target/grpc_floor@c64": 0.7}))
+        save("p2-mlp-h2load", report(make_level("closed", 64, 1500.0), **{"target_best/onnxruntime@batch32": 0.8}))
     save("p2-mlp", report(make_level("closed", 64, 900.0), **{"target_best/onnxruntime@batch32": 0.6}))
     save("p2-mlp-nobatch", report(make_level("closed", 64, 100.0)))
     save("p3-fraud-open", report(make_level("open", 500, 500.0, p50=2.0)))
@@ -41,3 +44,13 @@ def test_summary_states_ratios_and_verdicts(tmp_path: Path, capsys) -> None:
     assert "| 0.50 | <= 1 | yes |" in table  # P5
     assert main([str(tmp_path)]) == 0 and "P3" in capsys.readouterr().out
     assert main([str(tmp_path / "missing")]) == 2
+
+
+def test_both_clients_get_rows_and_batching_on_off_uses_the_h2load_run(tmp_path: Path) -> None:
+    write_run(tmp_path, h2load=True)
+    lines = summarize(tmp_path).splitlines()
+    assert len(lines) == 2 + 7
+    assert "h2load client" in lines[2] and "| 0.70 | >= 0.85 | no |" in lines[2]  # P1, h2load
+    assert "h2load client" in lines[3] and "| 0.80 | >= 0.7 | yes |" in lines[3]  # P2, h2load
+    assert "Python client" in lines[4] and "| 0.90 | >= 0.85 | yes |" in lines[4]  # P1, ours
+    assert "| 15.00 | >= 3 | yes |" in lines[6]  # 1500 batched (h2load) / 100 unbatched
