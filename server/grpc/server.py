@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from server.grpc.health import HealthBridge
 from server.grpc.registration import SERVICE as INFERENCE_SERVICE
-from server.grpc.registration import register_inference_service
+from server.grpc.registration import generic_handler
 from server.grpc.servicer import InferenceServicer
 from server.settings import GrpcSettings
 
@@ -36,14 +36,17 @@ def build_grpc_server(
             ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ]
     )
-    register_inference_service(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    service_names = (
-        INFERENCE_SERVICE.full_name,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
+    health_service = health_pb2.DESCRIPTOR.services_by_name["Health"]
+    reflection_service = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+    listed = (INFERENCE_SERVICE.full_name, health_service.full_name, reflection_service.full_name)
+    # Inference first: grpc asks the generic handlers in order for every call.
+    server.add_generic_rpc_handlers(
+        (
+            generic_handler(servicer),
+            generic_handler(health.servicer, health_service, frozenset()),
+            generic_handler(reflection.aio.ReflectionServicer(listed), reflection_service, frozenset()),
+        )
     )
-    reflection.enable_server_reflection(service_names, server)
     address = f"{settings.host}:{settings.port}"
     credentials = _credentials(settings)
     try:

@@ -6,9 +6,11 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from oip.v1 import grpc_service_pb2 as pb
-from server.grpc.registration import BYTES_RESPONSE_METHODS, SERVICE, method_handlers
+from server.grpc.registration import BYTES_RESPONSE_METHODS, SERVICE, generic_handler, method_handlers
 
 
 class _Servicer:
@@ -57,3 +59,27 @@ def test_a_servicer_missing_a_method_is_refused_at_registration() -> None:
 def test_handlers_are_grpc_method_handlers() -> None:
     for handler in method_handlers(_Servicer()).values():
         assert isinstance(handler, grpc.RpcMethodHandler)
+
+
+def test_every_cardinality_of_other_services_is_handled() -> None:
+    health = method_handlers(_Servicer(), health_pb2.DESCRIPTOR.services_by_name["Health"], frozenset())
+    assert not health["Check"].request_streaming and not health["Check"].response_streaming
+    assert not health["Watch"].request_streaming and health["Watch"].response_streaming
+    reflection = method_handlers(
+        _Servicer(), reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"], frozenset()
+    )
+    info = reflection["ServerReflectionInfo"]
+    assert info.request_streaming and info.response_streaming
+    assert info.response_serializer is not None
+
+
+class _Details:
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+def test_the_generic_handler_resolves_full_method_names() -> None:
+    handler = generic_handler(_Servicer())
+    assert handler.service(_Details("/inference.GRPCInferenceService/ModelInfer")) is not None  # type: ignore[arg-type]
+    assert handler.service(_Details("/inference.GRPCInferenceService/Nope")) is None  # type: ignore[arg-type]
