@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -12,7 +13,7 @@ from server.lifecycle import serve
 from server.settings import load_settings
 
 
-async def test_serve_sets_the_gil_switch_interval_while_running_and_restores_it(tmp_path: Path) -> None:
+async def test_serve_sets_process_wide_tuning_while_running_and_restores_it(tmp_path: Path) -> None:
     settings = load_settings(
         {
             "model_repository": tmp_path,
@@ -27,6 +28,7 @@ async def test_serve_sets_the_gil_switch_interval_while_running_and_restores_it(
 
     def notify(event: str) -> None:
         seen[event] = sys.getswitchinterval()
+        seen[f"{event} frozen"] = gc.get_freeze_count()
         if event == "ready":
             ready.set()
 
@@ -38,3 +40,5 @@ async def test_serve_sets_the_gil_switch_interval_while_running_and_restores_it(
     assert seen["ready"] == 300e-6
     assert seen["draining"] == 300e-6
     assert sys.getswitchinterval() == before
+    assert seen["ready frozen"] > 0  # start-up objects stay out of later collections while serving
+    assert gc.get_freeze_count() == 0
