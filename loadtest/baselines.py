@@ -43,18 +43,27 @@ class FloorServer:
         *,
         port: int = 0,
         use_uvloop: bool = True,
+        launcher: Sequence[str] = (),
         start_timeout_s: float = 30.0,
         stop_timeout_s: float = 5.0,
     ) -> None:
         self._response = response
         self._requested_port = port
         self._use_uvloop = use_uvloop
+        self._launcher = tuple(launcher)
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._stderr: IO[bytes] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.port = 0
+
+    @property
+    def pid(self) -> int:
+        """The server process (the launcher's, when it execs the server in place, as valgrind does)."""
+        if self._process is None:
+            raise LoadTestError("the floor server is not running")
+        return self._process.pid
 
     @property
     def address(self) -> str:
@@ -76,7 +85,7 @@ class FloorServer:
         response_file = workdir / "response.bin"
         response_file.write_bytes(self._response)
         port = str(self._requested_port)
-        args = [sys.executable, "-m", "loadtest.floor_server", "--host", "127.0.0.1", "--port", port]
+        args = [*self._launcher, sys.executable, "-m", "loadtest.floor_server", "--host", "127.0.0.1", "--port", port]
         args += ["--response-file", str(response_file), *([] if self._use_uvloop else ["--no-uvloop"])]
         # stderr goes to a file, not a pipe: nobody reads it while the server runs, and a full pipe would block it.
         self._stderr = (workdir / "stderr.txt").open("w+b")

@@ -37,7 +37,7 @@ def _rss_mb(pid: int) -> float:
 
 def _ready_rss(repository: Path, extra: Sequence[str]) -> float:
     """Start a server on `repository`, wait until ready, settle, return its RSS in MB."""
-    http_port = _free_port()
+    http_port = free_port()
     args = [sys.executable, "-m", "server", "--model-repository", str(repository), "--host", "127.0.0.1",
             "--grpc-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", str(http_port),
             "--log-level", "WARNING", *extra]  # fmt: skip
@@ -64,7 +64,7 @@ def _ready_rss(repository: Path, extra: Sequence[str]) -> float:
             process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A free loopback port number (released before use; fine for a local measurement)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

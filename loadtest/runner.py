@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from loadtest.baselines import FloorServer, canned_response, measure_onnxruntime, model_file
 from loadtest.engines.h2load_engine import run_h2load
+from loadtest.engines.h2load_open import run_h2load_open
 from loadtest.engines.python_engine import LoadPlan, run_python_load
 from loadtest.errors import LoadTestError
 from loadtest.inputs import encode_request, generate_inputs, load_input_file
@@ -106,11 +107,13 @@ def run_level(
     """
     plan = _plan(options, level)
     total = plan.warmup_s + plan.measure_s
+    if options.engine == "h2load" and options.mode == "open":
+        progress.update(label, "h2load", 0.0, total, 0, 0)
+        return run_h2load_open(
+            target, address, options.model, options.version, payload, options.batch_size, level,
+            options.warmup_s, plan.measure_s, options.windows, options.stability_pct,
+        )  # fmt: skip
     if options.engine == "h2load":
-        if options.mode != "closed":
-            raise LoadTestError(
-                "the h2load engine measures closed-loop maximum throughput; use --engine python for --rate"
-            )
         progress.update(label, "h2load", 0.0, total, 0, 0)
         return run_h2load(
             target, address, options.model, options.version, payload, options.batch_size, int(level),

@@ -20,8 +20,8 @@ from loadtest.errors import LoadTestError
 from loadtest.results import LevelResult
 from loadtest.target import INFER_METHOD, StatsSnapshot, Target, breakdown
 
-_MAX_CONNECTIONS = 4
-_TIMEOUT_MARGIN_S = 30.0
+MAX_CONNECTIONS = 4
+TIMEOUT_MARGIN_S = 30.0
 #: How long to wait for requests cut off by the end of an h2load run to reach the server's statistics.
 _SETTLE_S = 1.0
 _SETTLE_POLL_S = 0.05
@@ -121,24 +121,24 @@ def run_h2load(
         raise LoadTestError("h2load engine: connections must be >= 1")
     if not h2load_available():
         raise LoadTestError("h2load is not installed: run loadtest/setup_h2load.sh (or `make loadtest-setup`)")
-    deadline = time.monotonic() + warmup_s + duration_s + _TIMEOUT_MARGIN_S
-    clients = connections if connections is not None else min(concurrency, _MAX_CONNECTIONS)
+    deadline = time.monotonic() + warmup_s + duration_s + TIMEOUT_MARGIN_S
+    clients = connections if connections is not None else min(concurrency, MAX_CONNECTIONS)
     streams = math.ceil(concurrency / clients)
     flags = ["-c", str(clients), "-m", str(streams), "-t", str(max(1, min(threads, clients)))]
     flags += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     url = f"http://{address}{INFER_METHOD}"
 
     if not count_http_successes and target.statistics(model, version) is None:
-        raise _no_statistics()
+        raise no_statistics_error()
     with tempfile.TemporaryDirectory(prefix="loadtest-h2load-") as folder:
         frame = Path(folder) / "request.grpc"
         frame.write_bytes(grpc_frame(payload))
         command = ["h2load", *flags, "-d", str(frame)]
         if warmup_s > 0:
-            _h2load([*command, "-D", _duration(warmup_s), url], deadline)
-        before = None if count_http_successes else _settled_statistics(target, model, version)
-        output = _h2load([*command, "-D", _duration(duration_s), url], deadline)
-        after = None if count_http_successes else _settled_statistics(target, model, version)
+            invoke_h2load([*command, "-D", h2load_duration(warmup_s), url], deadline)
+        before = None if count_http_successes else settled_statistics(target, model, version)
+        output = invoke_h2load([*command, "-D", h2load_duration(duration_s), url], deadline)
+        after = None if count_http_successes else settled_statistics(target, model, version)
     if output.started == 0:
         raise LoadTestError(f"h2load started no requests: is {address} reachable over plain-text HTTP/2 (h2c)?")
 
@@ -151,7 +151,7 @@ def run_h2load(
     }
     errors = {code: count for code, count in errors.items() if count}
     notes = [
-        f"h2load {_version()}: {' '.join(flags[:6])} -D {_duration(duration_s)}: "
+        f"h2load {h2load_version()}: {' '.join(flags[:6])} -D {h2load_duration(duration_s)}: "
         f"{clients} connections x {streams} streams = {clients * streams} requests in flight"
         + (f" (asked for {concurrency})" if clients * streams != concurrency else ""),
         f"h2load requests: {output.started} started, {output.done} done, {output.succeeded} succeeded (HTTP 2xx/3xx, "
@@ -186,16 +186,16 @@ def run_h2load(
     )
 
 
-def _no_statistics() -> LoadTestError:
+def no_statistics_error() -> LoadTestError:
     return LoadTestError("h2load engine needs ModelStatistics on the target to count successes; use --engine python")
 
 
-def _duration(seconds: float) -> str:
+def h2load_duration(seconds: float) -> str:
     """h2load's <DURATION>: an integer with a unit."""
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-def _h2load(command: list[str], deadline: float) -> H2loadOutput:
+def invoke_h2load(command: list[str], deadline: float) -> H2loadOutput:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise LoadTestError("h2load engine: ran out of time before the measured run")
@@ -211,7 +211,7 @@ def _h2load(command: list[str], deadline: float) -> H2loadOutput:
     return parse_h2load_output(completed.stdout)
 
 
-def _settled_statistics(target: Target, model: str, version: str) -> StatsSnapshot:
+def settled_statistics(target: Target, model: str, version: str) -> StatsSnapshot:
     """Statistics once requests cut off by the end of an h2load run have been counted (or after `_SETTLE_S`)."""
     snapshot = target.statistics(model, version)
     give_up = time.monotonic() + _SETTLE_S
@@ -222,11 +222,11 @@ def _settled_statistics(target: Target, model: str, version: str) -> StatsSnapsh
             return snapshot
         snapshot = following
     if snapshot is None:
-        raise _no_statistics()
+        raise no_statistics_error()
     return snapshot
 
 
-def _version() -> str:
+def h2load_version() -> str:
     try:
         completed = subprocess.run(["h2load", "--version"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
