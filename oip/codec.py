@@ -103,6 +103,11 @@ def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
 
 def raw_to_array(raw: bytes, datatype: str, shape: Sequence[int]) -> npt.NDArray[Any]:
     """Decode one raw blob; fixed-size types become a zero-copy read-only view."""
+    dtype = DATATYPE_TO_DTYPE.get(datatype)
+    if dtype is not None and dtype.kind != "O":  # the hot path: a fixed-size type whose bytes fit the shape
+        dims = tuple(shape)
+        if len(raw) == math.prod(dims) * dtype.itemsize and (not dims or min(dims) >= 0):
+            return np.frombuffer(raw, dtype=dtype).reshape(dims)
     dims = check_shape(shape)
     count = element_count(dims)
     if datatype == "BYTES":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the measurements in docs/benchmarks.md: P1, P2, P3, P5, uvloop on/off and --workers 2.
-# Usage: scripts/benchmarks.sh [OUT_DIR]   (loopback only; about 7 minutes on 2 cores)
+# Usage: scripts/benchmarks.sh [OUT_DIR]   (loopback only; about 15 minutes on 2 cores, 8 with SKIP_INSTRUCTIONS=1)
 # Throughput is measured twice: with h2load (a C client that leaves the cores to the server, as
 # perf_analyzer would) and with our Python client (which also reports latency percentiles).
 set -euo pipefail
@@ -32,26 +32,35 @@ trap '[ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null || true' EXIT
 load() { $PY -m loadtest --target 127.0.0.1:$PORT "$@"; }
 ceiling=(--baseline --model-repository "$REPO" --intra-op-threads "$THREADS")
 
+half_max() {  # half of the highest throughput in a report: the P3 open-loop rate for that client
+  $PY -c "import json; r = json.load(open('$1')); print(int(max(l['throughput_req_per_s'] for l in r['levels']) / 2))"
+}
+
 start_server
 load --model fraud --engine h2load --concurrency 16,64 --baseline --output-dir "$OUT/p1-fraud-h2load"
 load --model fraud --concurrency 1,16,64 "${ceiling[@]}" --output-dir "$OUT/p1-fraud"
 load --model mlp --engine h2load --concurrency 64 "${ceiling[@]}" --output-dir "$OUT/p2-mlp-h2load"
 load --model mlp --concurrency 1,64 "${ceiling[@]}" --output-dir "$OUT/p2-mlp"
 load --model mlp_nobatch --engine h2load --concurrency 64 --output-dir "$OUT/p2-mlp-nobatch"
-# Half of the maximum the Python client reaches: it is also the open-loop load generator.
-rate=$($PY -c "import json; r = json.load(open('$OUT/p1-fraud/report.json')); \
-print(int(max(l['throughput_req_per_s'] for l in r['levels']) / 2))")
-load --model fraud --rate "$rate" --arrival poisson --output-dir "$OUT/p3-fraud-open"
+# P3 at half of the maximum each client reached: h2load at a constant rate, ours with Poisson arrivals.
+load --model fraud --engine h2load --rate "$(half_max "$OUT/p1-fraud-h2load/report.json")" \
+  --output-dir "$OUT/p3-fraud-open-h2load"
+load --model fraud --rate "$(half_max "$OUT/p1-fraud/report.json")" --arrival poisson --output-dir "$OUT/p3-fraud-open"
 stop_server
 
 start_server --no-uvloop
 load --model fraud --engine h2load --concurrency 64 --output-dir "$OUT/no-uvloop-fraud"
 stop_server
 
+# The Python client: h2load counts successes from ModelStatistics, which reach one worker only.
 start_server --workers 2
-load --model fraud --engine h2load --concurrency 64 --output-dir "$OUT/workers2-fraud"
+load --model fraud --concurrency 64 --output-dir "$OUT/workers2-fraud"
 stop_server
 
 $PY -m loadtest.memory --model-repository "$REPO" --model mlp --server-arg=--intra-op-threads \
   --server-arg="$THREADS" >"$OUT/p5-memory.json"
+if [ "${SKIP_INSTRUCTIONS:-0}" != 1 ] && command -v valgrind >/dev/null; then  # about 7 minutes
+  $PY -m loadtest.instructions --model-repository "$REPO" --model fraud --server-arg=--intra-op-threads \
+    --server-arg="$THREADS" >"$OUT/p1-instructions.json"
+fi
 $PY -m loadtest.targets "$OUT" | tee "$OUT/targets.md"
