@@ -22,6 +22,7 @@ from server.grpc.servicer import InferenceServicer
 from server.http.side_server import SideHttpServer
 from server.repository.manager import ModelRepository
 from server.runtime.loader import OnnxVersionLoader
+from server.runtime.pool import InferencePool
 from server.settings import ServerSettings
 from server.telemetry.metrics import BeforeCollect, ServerMetrics
 
@@ -45,7 +46,7 @@ class App:
         self.http_port = 0
         self._ready = False
         self._stopped = False
-        self._infer_pool = ThreadPoolExecutor(settings.runtime.inference_threads, thread_name_prefix="infer")
+        self._infer_pool = InferencePool(settings.runtime.inference_threads)
         self._load_pool = ThreadPoolExecutor(settings.runtime.load_threads, thread_name_prefix="load")
         # First in the registry, so that every scrape reads the samples buffered until that moment.
         self.registry.register(BeforeCollect(self.flush_metrics))
@@ -114,6 +115,6 @@ class App:
             await asyncio.gather(self._flusher, return_exceptions=True)
         if self._http is not None:
             await self._http.stop()
-        self._infer_pool.shutdown(wait=True, cancel_futures=False)
+        self._infer_pool.shutdown()
         self._load_pool.shutdown(wait=True, cancel_futures=True)
         log.info("%s stopped", self.role)

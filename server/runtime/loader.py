@@ -11,6 +11,7 @@ from server.batching.batcher import BatchPolicy, DynamicBatcher
 from server.repository.config import ModelConfig
 from server.repository.loaded import LoadedVersion
 from server.runtime.onnx_runner import OnnxRunner, load_onnx_model
+from server.runtime.pool import InferencePool
 from server.settings import RuntimeSettings
 from server.statistics import VersionStatistics
 from server.telemetry.recorder import VersionRecorder
@@ -33,25 +34,25 @@ def batch_policy(config: ModelConfig, max_batch_size: int) -> BatchPolicy:
 
 
 class OnnxVersionLoader:
-    """A VersionLoader: creates sessions on `load_executor`, runs them on `infer_executor`."""
+    """A VersionLoader: creates sessions on `load_executor`, runs them on `inference_pool`."""
 
     def __init__(
         self,
         defaults: RuntimeSettings,
         load_executor: Executor,
-        infer_executor: Executor,
+        inference_pool: InferencePool,
         recorder_factory: RecorderFactory,
     ) -> None:
         self._defaults = defaults
         self._load_executor = load_executor
-        self._infer_executor = infer_executor
+        self._inference_pool = inference_pool
         self._recorder_factory = recorder_factory
 
     async def __call__(self, model_name: str, version: int, path: Path, config: ModelConfig) -> LoadedVersion:
         loop = asyncio.get_running_loop()
         model = await loop.run_in_executor(self._load_executor, load_onnx_model, path, config, self._defaults)
         label = f"{model_name}:{version}"
-        runner = OnnxRunner(model, self._infer_executor, label=label)
+        runner = OnnxRunner(model, self._inference_pool, label=label)
         statistics = VersionStatistics()
         recorder = self._recorder_factory(model_name, version, statistics)
         policy = batch_policy(config, model.signature.max_batch_size)

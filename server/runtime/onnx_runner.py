@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import onnxruntime as ort
 from server.errors import InferenceFailedError, InvalidInputError, ModelLoadError
 from server.repository.config import ModelConfig
 from server.runtime.onnx_signature import signature_from_session
+from server.runtime.pool import InferencePool
 from server.runtime.providers import choose_providers
 from server.runtime.runner import RunResult, RunTimings
 from server.settings import RuntimeSettings
@@ -94,19 +93,18 @@ def _from_runtime(array: Any) -> npt.NDArray[Any]:
 
 
 class OnnxRunner:
-    """Runs a loaded version on a bounded thread pool, round-robin over its instances."""
+    """Runs a loaded version on the inference pool's threads, round-robin over its instances."""
 
-    def __init__(self, model: LoadedOnnxModel, executor: Executor, label: str) -> None:
+    def __init__(self, model: LoadedOnnxModel, pool: InferencePool, label: str) -> None:
         self._sessions = model.sessions
         self._next_session = itertools.cycle(model.sessions)
-        self._executor = executor
+        self._pool = pool
         self._label = label
 
     async def run(self, inputs: Mapping[str, npt.NDArray[Any]], output_names: Sequence[str]) -> RunResult:
         session = next(self._next_session)
         submitted = time.perf_counter_ns()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run_blocking, session, inputs, output_names, submitted)
+        return await self._pool.submit(self._run_blocking, session, inputs, output_names, submitted)
 
     def _run_blocking(
         self, session: Any, inputs: Mapping[str, npt.NDArray[Any]], output_names: Sequence[str], submitted: int

@@ -1,0 +1,76 @@
+"""server.runtime.pool.InferencePool: results and errors reach the loop, concurrency is bounded, shutdown drains."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from server.runtime.pool import InferencePool
+
+
+async def test_results_and_errors_come_back_to_the_loop_from_worker_threads() -> None:
+    pool = InferencePool(2)
+    try:
+        assert await pool.submit(lambda a, b: a + b, 2, 3) == 5
+        assert await pool.submit(threading.current_thread) is not threading.current_thread()
+
+        def fail() -> None:
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError, match="boom"):
+            await pool.submit(fail)
+    finally:
+        pool.shutdown()
+
+
+async def test_at_most_size_jobs_run_at_once() -> None:
+    pool = InferencePool(2)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def job() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+
+    try:
+        await asyncio.gather(*(pool.submit(job) for _ in range(8)))
+    finally:
+        pool.shutdown()
+    assert peak == 2
+
+
+async def test_a_cancelled_caller_does_not_break_the_pool() -> None:
+    pool = InferencePool(1)
+    release = threading.Event()
+    try:
+        blocked = pool.submit(release.wait, 5)
+        blocked.cancel()
+        release.set()
+        assert await pool.submit(lambda: "next") == "next"  # the cancelled job's result was dropped quietly
+    finally:
+        pool.shutdown()
+
+
+async def test_shutdown_finishes_queued_jobs_and_refuses_new_ones() -> None:
+    pool = InferencePool(1)
+    done: list[int] = []
+    futures = [pool.submit(lambda i=i: done.append(i)) for i in range(5)]
+    await asyncio.gather(*futures)
+    pool.shutdown()
+    assert done == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(lambda: None)
+
+
+def test_a_pool_needs_a_thread() -> None:
+    with pytest.raises(ValueError, match="at least one thread"):
+        InferencePool(0)
