@@ -18,20 +18,18 @@ import json
 import math
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from loadtest.baselines import FloorServer, canned_response
-from loadtest.engines.h2load_engine import grpc_frame, h2load_available, parse_h2load_output
+from loadtest.engines.h2load_engine import grpc_frame, parse_h2load_output, require_h2load
 from loadtest.errors import LoadTestError
-from loadtest.memory import free_port
+from loadtest.local_server import free_port, stop, wait_until_ready
 from loadtest.runner import RunOptions, prepare
 from loadtest.target import INFER_METHOD, Target
 
@@ -80,26 +78,11 @@ def _counted(pid: int, out_prefix: Path, run: Callable[[], None]) -> int:
     raise LoadTestError("callgrind did not write the requested dump")
 
 
-def _wait_ready(http_port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise LoadTestError(f"the server exited with {process.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(1.0)
-    raise LoadTestError("the server did not become ready under valgrind in time")
-
-
 def measure(repository: Path, model: str, requests: int, concurrency: int, extra: Sequence[str] = ()) -> dict[str, Any]:
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise LoadTestError(f"{tool} is not installed (Debian package valgrind)")
-    if not h2load_available():
-        raise LoadTestError("h2load is not installed: run loadtest/setup_h2load.sh (or `make loadtest-setup`)")
+    require_h2load()
     warmup = max(200, requests // 5)
     with tempfile.TemporaryDirectory(prefix="loadtest-instructions-") as tmp:
         folder = Path(tmp)
@@ -111,7 +94,7 @@ def measure(repository: Path, model: str, requests: int, concurrency: int, extra
                 "--metrics-port", str(http_port), "--log-level", "WARNING", *extra]  # fmt: skip
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_ready(http_port, process)
+            wait_until_ready(http_port, process, _START_TIMEOUT_S)
             with Target(address) as target:
                 prepared = prepare(target, RunOptions(target=address, model=model))
             frame = folder / "request.grpc"
@@ -120,12 +103,7 @@ def measure(repository: Path, model: str, requests: int, concurrency: int, extra
             _h2load(address, frame, warmup, concurrency)
             ours = _counted(process.pid, ours_prefix, functools.partial(_h2load, address, frame, requests, concurrency))
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(300)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, 300)
         floor_prefix = folder / "floor"
         with FloorServer(response, launcher=valgrind_command(floor_prefix), start_timeout_s=_START_TIMEOUT_S) as floor:
             _h2load(floor.address, frame, warmup, concurrency)

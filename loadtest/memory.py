@@ -11,19 +11,17 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from loadtest.baselines import model_file
 from loadtest.errors import LoadTestError
+from loadtest.local_server import free_port, stop, wait_until_ready
 
 _READY_TIMEOUT_S = 120.0
 
@@ -43,32 +41,11 @@ def _ready_rss(repository: Path, extra: Sequence[str]) -> float:
             "--log-level", "WARNING", *extra]  # fmt: skip
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + _READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise LoadTestError(f"the server exited with {process.returncode} before it was ready")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=1) as reply:
-                    if reply.status == 200:
-                        time.sleep(1.0)  # let allocator and loader threads settle
-                        return _rss_mb(process.pid)
-            except OSError:
-                time.sleep(0.1)
-        raise LoadTestError("the server did not become ready in time")
+        wait_until_ready(http_port, process, _READY_TIMEOUT_S)
+        time.sleep(1.0)  # let allocator and loader threads settle
+        return _rss_mb(process.pid)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def free_port() -> int:
-    """A free loopback port number (released before use; fine for a local measurement)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        stop(process, 30)
 
 
 def measure(repository: Path, model: str, extra: Sequence[str] = ()) -> dict[str, Any]:

@@ -31,6 +31,11 @@ def h2load_available() -> bool:
     return shutil.which("h2load") is not None
 
 
+def require_h2load() -> None:
+    if not h2load_available():
+        raise LoadTestError("h2load is not installed: run loadtest/setup_h2load.sh (or `make loadtest-setup`)")
+
+
 def grpc_frame(payload: bytes) -> bytes:
     """A gRPC length-prefixed message: compression flag 0, 4-byte big-endian length, then the payload."""
     return b"\x00" + len(payload).to_bytes(4, "big") + payload
@@ -119,8 +124,7 @@ def run_h2load(
         raise LoadTestError("h2load engine: concurrency and batch size must be >= 1, duration > 0, warm-up >= 0")
     if connections is not None and connections < 1:
         raise LoadTestError("h2load engine: connections must be >= 1")
-    if not h2load_available():
-        raise LoadTestError("h2load is not installed: run loadtest/setup_h2load.sh (or `make loadtest-setup`)")
+    require_h2load()
     deadline = time.monotonic() + warmup_s + duration_s + TIMEOUT_MARGIN_S
     clients = connections if connections is not None else min(concurrency, MAX_CONNECTIONS)
     streams = math.ceil(concurrency / clients)

@@ -21,11 +21,11 @@ from loadtest.engines.h2load_engine import (
     MAX_CONNECTIONS,
     TIMEOUT_MARGIN_S,
     grpc_frame,
-    h2load_available,
     h2load_duration,
     h2load_version,
     invoke_h2load,
     no_statistics_error,
+    require_h2load,
     settled_statistics,
 )
 from loadtest.engines.python_engine import LoadPlan, Samples
@@ -71,8 +71,7 @@ def run_h2load_open(
     """One open-loop level at `rate` requests/s, spread evenly over h2load's connections."""
     if rate <= 0 or batch_size < 1 or duration_s <= 0 or warmup_s < 0:
         raise LoadTestError("h2load engine: rate and batch size must be > 0, duration > 0, warm-up >= 0")
-    if not h2load_available():
-        raise LoadTestError("h2load is not installed: run loadtest/setup_h2load.sh (or `make loadtest-setup`)")
+    require_h2load()
     if target.statistics(model, version) is None:
         raise no_statistics_error()
     connections = MAX_CONNECTIONS

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,7 +11,6 @@ from loadtest.engines.h2load_engine import grpc_frame, h2load_available, parse_h
 from loadtest.errors import LoadTestError
 from loadtest.inputs import encode_request
 from loadtest.target import Target
-from tests.support.onnx_models import identity, write_model
 from tests.support.servers import ThreadedServer
 
 # Captured from h2load nghttp2/1.52.0 against `python -m server` (identity FP32 model):
@@ -123,20 +119,12 @@ def test_target_without_statistics_is_refused(monkeypatch: pytest.MonkeyPatch) -
         run_h2load(NoStatistics(), "127.0.0.1:1", "m", "", b"", 1, 8, 0.0, 1.0)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    repository = tmp_path_factory.mktemp("repository")
-    write_model(repository, "identity", identity("FP32"))
-    with ThreadedServer(Path(repository)) as running:
-        yield running
-
-
 @needs_h2load
-def test_successes_come_from_server_statistics(server: ThreadedServer) -> None:
+def test_successes_come_from_server_statistics(identity_server: ThreadedServer) -> None:
     payload = encode_request("identity", "", {"INPUT0": np.zeros((1, 3), np.float32)})
-    with Target(server.address) as target:
+    with Target(identity_server.address) as target:
         before = target.statistics("identity", "")
-        result = run_h2load(target, server.address, "identity", "", payload, 1, 8, 0.0, 2.0)
+        result = run_h2load(target, identity_server.address, "identity", "", payload, 1, 8, 0.0, 2.0)
         after = target.statistics("identity", "")
     assert before is not None and after is not None
     assert result.requests_ok > 0
@@ -150,10 +138,10 @@ def test_successes_come_from_server_statistics(server: ThreadedServer) -> None:
 
 
 @needs_h2load
-def test_grpc_errors_behind_http_200_are_failures(server: ThreadedServer) -> None:
+def test_grpc_errors_behind_http_200_are_failures(identity_server: ThreadedServer) -> None:
     payload = encode_request("identity", "", {"WRONG_NAME": np.zeros((1, 3), np.float32)})
-    with Target(server.address) as target:
-        result = run_h2load(target, server.address, "identity", "", payload, 1, 8, 0.2, 1.0)
+    with Target(identity_server.address) as target:
+        result = run_h2load(target, identity_server.address, "identity", "", payload, 1, 8, 0.2, 1.0)
     assert result.requests_ok == 0
     assert result.requests_failed > 0
     assert result.errors_by_code.get("grpc_error_or_not_counted", 0) > 0
@@ -161,9 +149,9 @@ def test_grpc_errors_behind_http_200_are_failures(server: ThreadedServer) -> Non
 
 
 @needs_h2load
-def test_the_floor_server_is_counted_from_http_successes(server: ThreadedServer) -> None:
+def test_the_floor_server_is_counted_from_http_successes(identity_server: ThreadedServer) -> None:
     payload = encode_request("identity", "", {"INPUT0": np.zeros((1, 3), np.float32)})
-    canned = canned_response(server.address, payload)
+    canned = canned_response(identity_server.address, payload)
     with FloorServer(canned) as floor, Target(floor.address) as floor_target:
         result = run_h2load(
             floor_target, floor.address, "identity", "", payload, 1, 8, 0.0, 1.0, count_http_successes=True

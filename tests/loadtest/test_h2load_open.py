@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ from loadtest.engines.h2load_open import read_request_log, run_h2load_open
 from loadtest.errors import LoadTestError
 from loadtest.inputs import encode_request
 from loadtest.target import Target
-from tests.support.onnx_models import identity, write_model
 from tests.support.servers import ThreadedServer
 
 needs_h2load = pytest.mark.skipif(
@@ -37,19 +35,11 @@ def test_a_malformed_request_log_is_a_clear_error(tmp_path: Path) -> None:
         read_request_log(log)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    repository = tmp_path_factory.mktemp("repository")
-    write_model(repository, "identity", identity("FP32"))
-    with ThreadedServer(Path(repository)) as running:
-        yield running
-
-
 @needs_h2load
-def test_open_loop_sends_the_rate_and_measures_every_request(server: ThreadedServer) -> None:
+def test_open_loop_sends_the_rate_and_measures_every_request(identity_server: ThreadedServer) -> None:
     payload = encode_request("identity", "", {"INPUT0": np.zeros((1, 3), np.float32)})
-    with Target(server.address) as target:
-        result = run_h2load_open(target, server.address, "identity", "", payload, 1, 200.0, 0.5, 2.0, 2, 50.0)
+    with Target(identity_server.address) as target:
+        result = run_h2load_open(target, identity_server.address, "identity", "", payload, 1, 200.0, 0.5, 2.0, 2, 50.0)
     assert (result.engine, result.mode, result.level) == ("h2load", "open", 200.0)
     assert 300 <= result.requests_ok <= 500  # 200/s for the 2 s measured
     assert result.requests_failed == 0 and result.errors_by_code == {}
@@ -60,8 +50,8 @@ def test_open_loop_sends_the_rate_and_measures_every_request(server: ThreadedSer
 
 
 @needs_h2load
-def test_grpc_errors_in_open_loop_are_counted_as_failures(server: ThreadedServer) -> None:
+def test_grpc_errors_in_open_loop_are_counted_as_failures(identity_server: ThreadedServer) -> None:
     payload = encode_request("identity", "", {"WRONG": np.zeros((1, 3), np.float32)})
-    with Target(server.address) as target:
-        result = run_h2load_open(target, server.address, "identity", "", payload, 1, 100.0, 0.0, 1.0, 1, 50.0)
+    with Target(identity_server.address) as target:
+        result = run_h2load_open(target, identity_server.address, "identity", "", payload, 1, 100.0, 0.0, 1.0, 1, 50.0)
     assert result.errors_by_code.get("grpc_error_or_not_counted", 0) > 0
