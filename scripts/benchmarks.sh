@@ -43,9 +43,11 @@ load --model mlp --engine h2load --concurrency 64 "${ceiling[@]}" --output-dir "
 load --model mlp --concurrency 1,64 "${ceiling[@]}" --output-dir "$OUT/p2-mlp"
 load --model mlp_nobatch --engine h2load --concurrency 64 --output-dir "$OUT/p2-mlp-nobatch"
 # P3 at half of the maximum each client reached: h2load at a constant rate, ours with Poisson arrivals.
-load --model fraud --engine h2load --rate "$(half_max "$OUT/p1-fraud-h2load/report.json")" \
+# A 3 s warm-up: P3 asks about the steady state, and the first seconds after the mlp runs were slower in some runs.
+load --model fraud --engine h2load --rate "$(half_max "$OUT/p1-fraud-h2load/report.json")" --warmup 3 \
   --output-dir "$OUT/p3-fraud-open-h2load"
-load --model fraud --rate "$(half_max "$OUT/p1-fraud/report.json")" --arrival poisson --output-dir "$OUT/p3-fraud-open"
+load --model fraud --rate "$(half_max "$OUT/p1-fraud/report.json")" --arrival poisson --warmup 3 \
+  --output-dir "$OUT/p3-fraud-open"
 stop_server
 
 start_server --no-uvloop
