@@ -48,6 +48,10 @@ load --model fraud --engine h2load --rate "$(half_max "$OUT/p1-fraud-h2load/repo
   --output-dir "$OUT/p3-fraud-open-h2load"
 load --model fraud --rate "$(half_max "$OUT/p1-fraud/report.json")" --arrival poisson --warmup 3 \
   --output-dir "$OUT/p3-fraud-open"
+# Latency against load with h2load: 25, 50, 75 and 90 % of its maximum (the plot behind P3).
+curve=$($PY -c "import json; r = json.load(open('$OUT/p1-fraud-h2load/report.json')); \
+m = max(l['throughput_req_per_s'] for l in r['levels']); print(','.join(str(int(m * f)) for f in (0.25, 0.5, 0.75, 0.9)))")
+load --model fraud --engine h2load --rate "$curve" --warmup 3 --output-dir "$OUT/fraud-latency-curve-h2load"
 stop_server
 
 start_server --no-uvloop
