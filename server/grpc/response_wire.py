@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from oip.codec import array_to_raw, datatype_for, has_wire_byte_order, serialize_bytes
+from oip.codec import array_to_raw, datatype_for, has_wire_byte_order
 from server.types import InferResponse
 
 # Wire tags: field number << 3 | wire type 2 (length-delimited).
@@ -43,13 +43,14 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _length_delimited(tag: bytes, payload: bytes) -> bytes:
+def length_delimited(tag: bytes, payload: bytes) -> bytes:
+    """One length-delimited field: its tag, the payload's length as a varint, then the payload."""
     return tag + varint(len(payload)) + payload
 
 
 def _string_field(tag: bytes, text: str) -> bytes:
     # proto3 leaves empty strings off the wire.
-    return _length_delimited(tag, text.encode("utf-8")) if text else b""
+    return length_delimited(tag, text.encode("utf-8")) if text else b""
 
 
 class ResponseWriter:
@@ -79,8 +80,8 @@ class ResponseWriter:
         if encoded is None:
             tensor = _string_field(_TENSOR_NAME, name) + _string_field(_TENSOR_DATATYPE, datatype_for(dtype))
             if shape:
-                tensor += _length_delimited(_TENSOR_SHAPE, b"".join([varint(dim) for dim in shape]))
-            encoded = _length_delimited(_OUTPUT, tensor)
+                tensor += length_delimited(_TENSOR_SHAPE, b"".join([varint(dim) for dim in shape]))
+            encoded = length_delimited(_OUTPUT, tensor)
             if len(self._metadata) < self._max_cached:
                 self._metadata[key] = encoded
         return encoded
@@ -102,10 +103,7 @@ class ResponseWriter:
 
 def _raw(array: npt.NDArray[Any]) -> tuple[Any, int]:
     """The row-major little-endian bytes of an array (its own buffer when it already is that) and their length."""
-    if array.dtype.kind in "OSU":
-        data = serialize_bytes(array)
-        return data, len(data)
-    if array.flags.c_contiguous and has_wire_byte_order(array.dtype):
+    if array.dtype.kind not in "OSU" and array.flags.c_contiguous and has_wire_byte_order(array.dtype):
         return array, array.nbytes  # bytes.join reads the buffer directly
     data = array_to_raw(array)
     return data, len(data)

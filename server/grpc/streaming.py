@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from oip.v1 import grpc_service_pb2 as pb
 from server.errors import ServerError
 from server.grpc.errors import status_for
-from server.grpc.response_wire import varint
+from server.grpc.response_wire import length_delimited
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ async def _respond(infer: Infer, message: pb.ModelInferRequest) -> bytes:
     """A serialized ModelStreamInferResponse: the response, or the error and the request's identity."""
     try:
         response = await infer(message)
-        return _INFER_RESPONSE_TAG + varint(len(response)) + response
+        return length_delimited(_INFER_RESPONSE_TAG, response)
     except Exception as error:
         if not isinstance(error, ServerError):
             log.exception("unhandled error in a streamed request", extra={"model": message.model_name})

@@ -33,9 +33,8 @@ class BufferedHistogram:
         # It has no public way to add several observations at once, so check the layout here, once:
         # a library change fails loudly at start-up (and in the tests), never silently at scrape time.
         bounds = getattr(child, "_upper_bounds", None)
-        if not bounds or bounds[-1] != math.inf or len(getattr(child, "_buckets", ())) != len(bounds):
-            raise TypeError(f"unsupported prometheus_client histogram layout: {type(child).__name__}")
-        if not hasattr(child, "_sum"):
+        buckets = getattr(child, "_buckets", ())
+        if not bounds or bounds[-1] != math.inf or len(buckets) != len(bounds) or not hasattr(child, "_sum"):
             raise TypeError(f"unsupported prometheus_client histogram layout: {type(child).__name__}")
         self._child = child
         self._bounds = tuple(bounds[:-1])
