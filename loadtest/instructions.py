@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import re
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.baselines import FloorServer, canned_response
-from loadtest.engines.h2load_engine import grpc_frame, parse_h2load_output, require_h2load
+from loadtest.engines.h2load_engine import GRPC_HEADERS, grpc_frame, parse_h2load_output, require_h2load, spread
 from loadtest.errors import LoadTestError
 from loadtest.local_server import free_port, stop, wait_until_ready
 from loadtest.runner import RunOptions, prepare
@@ -51,11 +50,9 @@ def parse_summary(text: str) -> int:
 
 
 def _h2load(address: str, frame: Path, requests: int, concurrency: int) -> None:
-    connections = min(concurrency, 4)
-    streams = math.ceil(concurrency / connections)
+    connections, streams = spread(concurrency)
     command = ["h2load", "-n", str(requests), "-c", str(connections), "-m", str(streams), "-d", str(frame),
-               "-H", "content-type: application/grpc", "-H", "te: trailers",
-               f"http://{address}{INFER_METHOD}"]  # fmt: skip
+               *GRPC_HEADERS, f"http://{address}{INFER_METHOD}"]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     output = parse_h2load_output(completed.stdout)
     if output.succeeded != requests:

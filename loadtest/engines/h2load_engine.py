@@ -36,6 +36,16 @@ def require_h2load() -> None:
         raise LoadTestError("h2load is not installed: run loadtest/setup_h2load.sh (or `make loadtest-setup`)")
 
 
+#: h2load's headers for a gRPC call (HTTP/2 POST of one length-prefixed message).
+GRPC_HEADERS = ("-H", "content-type: application/grpc", "-H", "te: trailers")
+
+
+def spread(concurrency: int, connections: int | None = None) -> tuple[int, int]:
+    """(connections, streams per connection) that carry `concurrency` requests in flight."""
+    clients = connections if connections is not None else min(concurrency, MAX_CONNECTIONS)
+    return clients, math.ceil(concurrency / clients)
+
+
 def grpc_frame(payload: bytes) -> bytes:
     """A gRPC length-prefixed message: compression flag 0, 4-byte big-endian length, then the payload."""
     return b"\x00" + len(payload).to_bytes(4, "big") + payload
@@ -126,10 +136,8 @@ def run_h2load(
         raise LoadTestError("h2load engine: connections must be >= 1")
     require_h2load()
     deadline = time.monotonic() + warmup_s + duration_s + TIMEOUT_MARGIN_S
-    clients = connections if connections is not None else min(concurrency, MAX_CONNECTIONS)
-    streams = math.ceil(concurrency / clients)
-    flags = ["-c", str(clients), "-m", str(streams), "-t", str(max(1, min(threads, clients)))]
-    flags += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    clients, streams = spread(concurrency, connections)
+    flags = ["-c", str(clients), "-m", str(streams), "-t", str(max(1, min(threads, clients))), *GRPC_HEADERS]
     url = f"http://{address}{INFER_METHOD}"
 
     if not count_http_successes and target.statistics(model, version) is None:

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from loadtest.engines.h2load_engine import (
+    GRPC_HEADERS,
     MAX_CONNECTIONS,
     TIMEOUT_MARGIN_S,
     grpc_frame,
@@ -77,7 +78,7 @@ def run_h2load_open(
     connections = MAX_CONNECTIONS
     per_connection = rate / connections
     flags = ["-c", str(connections), "-m", str(STREAMS), "-t", "1", "--rps", f"{per_connection:g}"]
-    flags += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    flags += GRPC_HEADERS
     deadline = time.monotonic() + warmup_s + duration_s + TIMEOUT_MARGIN_S
     with tempfile.TemporaryDirectory(prefix="loadtest-h2load-open-") as folder:
         frame = Path(folder) / "request.grpc"
