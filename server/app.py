@@ -21,10 +21,12 @@ from server.grpc.server import build_grpc_server
 from server.grpc.servicer import InferenceServicer
 from server.http.side_server import SideHttpServer
 from server.repository.manager import ModelRepository
-from server.runtime.loader import OnnxVersionLoader
+from server.repository.records import ModelRecord
 from server.runtime.pool import InferencePool
 from server.settings import ServerSettings
 from server.telemetry.metrics import BeforeCollect, ServerMetrics
+from server.traffic.router import Router
+from server.versions.assembly import OnnxVersionLoader
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,17 @@ class App:
             settings.model_repository,
             loader,
             drain_timeout_s=settings.grpc.graceful_shutdown_s,
-            listeners=(self.metrics.on_model_change, self.health.on_model_change),
+            listeners=(self._on_model_change, self.health.on_model_change),
         )
-        self.core = InferenceCore(self.repository)
+        self.router = Router(self.repository)
+        self.core = InferenceCore(self.router)
         self._servicer = InferenceServicer(self.core, self.repository, settings.server_name, self.is_ready)
         self._grpc: grpc.aio.Server | None = None
         self._http: SideHttpServer | None = None
         self._flusher: asyncio.Task[None] | None = None
+
+    def _on_model_change(self, record: ModelRecord) -> None:
+        self.metrics.set_readiness(record.name, {version: version in record.loaded for version in record.status})
 
     def flush_metrics(self) -> None:
         """Move every loaded version's buffered samples into the Prometheus children."""

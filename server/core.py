@@ -10,8 +10,8 @@ import logging
 import time
 
 from server.errors import ServerError, status_name
-from server.repository.manager import ModelRepository
 from server.scheduling import deadline_of, priority_of
+from server.traffic.router import Router
 from server.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
@@ -20,12 +20,12 @@ log = logging.getLogger(__name__)
 class InferenceCore:
     """Runs inference requests against the repository's loaded versions."""
 
-    def __init__(self, repository: ModelRepository) -> None:
-        self._repository = repository
+    def __init__(self, router: Router) -> None:
+        self._router = router
 
     async def infer(self, request: InferRequest) -> InferResponse:
         """Serve one request; raises a ServerError subclass for anything the caller must hear about."""
-        loaded = self._repository.resolve(request.model_name, request.model_version)
+        loaded = self._router.select(request)
         started = time.perf_counter_ns()
         loaded.enter()
         try:

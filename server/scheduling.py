@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from server.errors import InvalidInputError
-from server.repository.config import BatchingConfig
+from server.model_config import BatchingConfig
 from server.types import InferRequest
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +32,11 @@ from server.runtime.runner import Runner, RunResult, RunTimings
 
 log = logging.getLogger(__name__)
 
-ExecutionObserver = Callable[[int, RunTimings], None]
-"""Told about every execution: (rows in the batch, its timings)."""
+ExecutionObserver = Callable[[int, RunTimings, Mapping[str, npt.NDArray[Any]]], None]
+"""Told about every execution: (rows in the batch, its timings, the batch's merged outputs).
+
+Called on the event loop once per batch, so per-batch work (prediction telemetry, shadow diffs)
+never touches the per-request path. The outputs are shared with the responses: read, never modify."""
 
 #: A loop turn shorter than this ran nothing else, so the loop has caught up with arrivals.
 QUIET_TURN_NS = 30_000
@@ -234,7 +237,7 @@ class DynamicBatcher:
             # goes through the scheduler, which lets it grow while the loop catches up.
             handed_over = self._ready_now() and self._launch()
             parts = split_outputs(result.outputs, live, self._label)
-            self._observe(sum(request.batch_size for request in live), result.timings)
+            self._observe(sum(request.batch_size for request in live), result.timings, result.outputs)
             for request, outputs in zip(live, parts, strict=True):
                 if not request.done:
                     waited = started_ns - request.enqueued_ns

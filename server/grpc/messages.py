@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import model_config_pb2 as config_pb
-from server.repository.loaded import LoadedVersion
 from server.repository.records import IndexEntry, ModelRecord
 from server.statistics import Duration
 from server.types import TensorSpec
+from server.versions.loaded import LoadedVersion
 
 PLATFORM = "onnxruntime_onnx"
 BACKEND = "onnxruntime"

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from server.errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
-from server.repository.config import ModelConfig, load_model_config
-from server.repository.loaded import LoadedVersion
+from server.model_config import ModelConfig, load_model_config
 from server.repository.policy import select_versions
 from server.repository.records import IndexEntry, ModelRecord, State, VersionStatus
 from server.repository.scanner import ModelSource, list_models, scan_model
+from server.versions.loaded import LoadedVersion
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class ModelRepository:
     def _fail_model(self, name: str, old: ModelRecord | None, reason: str) -> None:
         if old is not None and old.loaded:
             # A failed reload leaves the previous versions serving.
-            old.reason = f"reload failed: {reason}"
+            self._publish(replace(old, reason=f"reload failed: {reason}"))
             log.error("model reload failed; previous versions keep serving", extra={"model": name, "reason": reason})
             return
         self._publish(ModelRecord(name, None, reason=reason))
@@ -198,23 +199,24 @@ class ModelRepository:
             *(self._loader(name, v, path, config) for v, path in zip(selected, paths, strict=True)),
             return_exceptions=True,
         )
-        record = ModelRecord(name, config)
+        loaded: dict[int, LoadedVersion] = {}
+        status: dict[int, VersionStatus] = {}
         for version, result in zip(selected, results, strict=True):
             if isinstance(result, LoadedVersion):
-                record.loaded[version] = result
-                record.status[version] = VersionStatus(State.READY)
+                loaded[version] = result
+                status[version] = VersionStatus(State.READY)
             else:
                 reason = _reason(result)
-                record.status[version] = VersionStatus(State.UNAVAILABLE, reason)
+                status[version] = VersionStatus(State.UNAVAILABLE, reason)
                 log.error("model version failed to load", extra={"model": name, "version": version, "reason": reason})
-        if not record.loaded:
-            reasons = "; ".join(f"version {v}: {s.reason}" for v, s in sorted(record.status.items()))
+        if not loaded:
+            reasons = "; ".join(f"version {v}: {s.reason}" for v, s in sorted(status.items()))
             if old is not None and old.loaded:
                 self._fail_model(name, old, reasons)
                 raise ModelLoadError(f"failed to reload model '{name}', previous versions keep serving: {reasons}")
-            record.reason = reasons
-            self._publish(record)
+            self._publish(ModelRecord(name, config, status=status, reason=reasons))
             raise ModelLoadError(f"failed to load model '{name}': {reasons}")
+        record = ModelRecord(name, config, loaded, status)
         self._publish(record)
         log.info(
             "model loaded",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from server.repository.config import VersionPolicy
+from server.model_config import VersionPolicy
 
 
 def select_versions(policy: VersionPolicy, available: Iterable[int]) -> list[int]:

@@ -1,12 +1,18 @@
-"""State records of the repository: per model, and per version."""
+"""State records of the repository: per model, and per version.
+
+A ModelRecord is an immutable snapshot: every change (load, reload, unload, a routing change)
+publishes a new record, so a request that read the record sees one consistent set of versions.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
-from server.repository.config import ModelConfig
-from server.repository.loaded import LoadedVersion
+from server.model_config import ModelConfig
+from server.versions.loaded import LoadedVersion
 
 
 class State(StrEnum):
@@ -24,23 +30,28 @@ class VersionStatus:
     reason: str = ""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ModelRecord:
-    """What the repository knows about one model. Replaced, not mutated, on (re)load."""
+    """What the repository knows about one model at one moment. Replaced, never mutated."""
 
     name: str
     config: ModelConfig | None
-    loaded: dict[int, LoadedVersion] = field(default_factory=dict)
-    status: dict[int, VersionStatus] = field(default_factory=dict)
+    loaded: Mapping[int, LoadedVersion] = field(default_factory=dict)
+    status: Mapping[int, VersionStatus] = field(default_factory=dict)
     reason: str = ""
     """Why the model as a whole is unavailable (bad config, no versions), if it is."""
+
+    def __post_init__(self) -> None:
+        # Read-only views over private copies: a caller's dict can't change a published record.
+        object.__setattr__(self, "loaded", MappingProxyType(dict(self.loaded)))
+        object.__setattr__(self, "status", MappingProxyType(dict(self.status)))
 
     @property
     def ready(self) -> bool:
         return bool(self.loaded)
 
     def latest(self) -> LoadedVersion | None:
-        """The highest ready version: what an empty model_version selects for now."""
+        """The highest ready version."""
         return self.loaded[max(self.loaded)] if self.loaded else None
 
 

@@ -15,7 +15,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from server.errors import InferenceFailedError, InvalidInputError, ModelLoadError
-from server.repository.config import ModelConfig
+from server.model_config import ModelConfig
 from server.runtime.onnx_signature import signature_from_session
 from server.runtime.pool import InferencePool
 from server.runtime.providers import choose_providers

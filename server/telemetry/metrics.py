@@ -6,12 +6,11 @@ come from the repository, code from our fixed status table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
-from server.repository.records import ModelRecord
 from server.statistics import VersionStatistics
 from server.telemetry.recorder import VersionRecorder
 
@@ -94,11 +93,10 @@ class ServerMetrics:
             registry=registry,
         )
 
-    def on_model_change(self, record: ModelRecord) -> None:
-        """Repository listener: keep the readiness gauge in step with the record."""
-        for version in record.status:
-            ready = 1 if version in record.loaded else 0
-            self.model_ready.labels(record.name, str(version)).set(ready)
+    def set_readiness(self, model: str, ready_by_version: Mapping[int, bool]) -> None:
+        """Keep the readiness gauge in step with the repository's view of a model."""
+        for version, ready in ready_by_version.items():
+            self.model_ready.labels(model, str(version)).set(1 if ready else 0)
 
     def recorder(self, model: str, version: int, statistics: VersionStatistics) -> VersionRecorder:
         """The request and execution accounting of one loaded version (its labelled children looked up once)."""

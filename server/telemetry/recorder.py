@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import numpy.typing as npt
 
 from server.runtime.runner import RunTimings
 from server.statistics import VersionStatistics
@@ -87,8 +90,8 @@ class VersionRecorder:
         self.statistics.record_failure(duration_ns)
         self._families.requests.labels(*self._labels, code).inc()
 
-    def executed(self, rows: int, timings: RunTimings) -> None:
-        """One runtime execution of `rows` samples: the batcher's execution observer."""
+    def executed(self, rows: int, timings: RunTimings, outputs: Mapping[str, npt.NDArray[Any]]) -> None:
+        """One runtime execution of `rows` samples: the batcher's execution observer (outputs unused here)."""
         self.statistics.record_execution(rows, timings)
         self._batch_size.observe(rows)
         self._compute.observe((timings.input_ns + timings.infer_ns + timings.output_ns) * _NS)

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 
 from loadtest.bench_models import MAX_BATCH, OUTPUTS, WIDTH, build, mlp_bytes
-from server.repository.config import load_model_config
+from server.model_config import load_model_config
 
 
 def test_mlp_signature_and_batching(tmp_path: Path) -> None:

@@ -14,14 +14,14 @@ from prometheus_client import CollectorRegistry
 
 from server.batching.batcher import BatchPolicy, DynamicBatcher
 from server.errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
-from server.repository.config import ModelConfig
-from server.repository.loaded import LoadedVersion
+from server.model_config import ModelConfig
 from server.repository.manager import ModelRepository
 from server.repository.records import IndexEntry, ModelRecord, State
 from server.runtime.runner import RunResult, RunTimings
 from server.statistics import VersionStatistics
 from server.telemetry.metrics import ServerMetrics
 from server.types import ModelSignature, TensorSpec
+from server.versions.loaded import LoadedVersion
 
 SIGNATURE = ModelSignature(
     inputs=(TensorSpec("x", "FP32", (-1, 2)),), outputs=(TensorSpec("y", "FP32", (-1, 2)),), max_batch_size=4

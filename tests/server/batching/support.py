@@ -62,13 +62,15 @@ class FakeRunner:
 
 
 class Observer:
-    """The batcher's execution observer: records (rows, timings) of every execution."""
+    """The batcher's execution observer: records (rows, timings) and the merged outputs of every execution."""
 
     def __init__(self) -> None:
         self.executions: list[tuple[int, RunTimings]] = []
+        self.outputs: list[dict[str, npt.NDArray[Any]]] = []
 
-    def __call__(self, batch_rows: int, timings: RunTimings) -> None:
+    def __call__(self, batch_rows: int, timings: RunTimings, outputs: Mapping[str, npt.NDArray[Any]]) -> None:
         self.executions.append((batch_rows, timings))
+        self.outputs.append(dict(outputs))
 
     @property
     def rows(self) -> list[int]:

@@ -78,6 +78,14 @@ async def test_requests_arriving_together_at_an_idle_instance_share_one_executio
     assert observer.rows == [3]
 
 
+async def test_the_observer_receives_the_merged_outputs_of_each_execution(make_batcher: MakeBatcher) -> None:
+    runner = FakeRunner()
+    batcher, observer = await make_batcher(runner, max_batch_size=32)
+    await asyncio.gather(*(submit(batcher, float(i)) for i in range(3)))
+    assert len(observer.outputs) == 1
+    np.testing.assert_array_equal(observer.outputs[0]["y"], rows(0.0, 2.0, 4.0))
+
+
 async def test_max_batch_size_caps_the_rows_of_each_execution(make_batcher: MakeBatcher) -> None:
     runner = FakeRunner(held=True)
     batcher, observer = await make_batcher(runner, max_batch_size=4)

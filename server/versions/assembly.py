@@ -8,13 +8,13 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from server.batching.batcher import BatchPolicy, DynamicBatcher
-from server.repository.config import ModelConfig
-from server.repository.loaded import LoadedVersion
+from server.model_config import ModelConfig
 from server.runtime.onnx_runner import OnnxRunner, load_onnx_model
 from server.runtime.pool import InferencePool
 from server.settings import RuntimeSettings
 from server.statistics import VersionStatistics
 from server.telemetry.recorder import VersionRecorder
+from server.versions.loaded import LoadedVersion
 
 RecorderFactory = Callable[[str, int, VersionStatistics], VersionRecorder]
 """(model, version, its statistics) -> the version's request and execution accounting."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from server.admission import RequestValidator
 from server.batching.batcher import DynamicBatcher
-from server.repository.config import ModelConfig
+from server.model_config import ModelConfig
 from server.runtime.runner import Runner
 from server.statistics import VersionStatistics
 from server.telemetry.recorder import VersionRecorder

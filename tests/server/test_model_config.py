@@ -1,4 +1,4 @@
-"""server.repository.config (config.toml) and server.repository.policy (version selection)."""
+"""server.model_config (config.toml) and server.repository.policy (version selection)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from server.errors import ModelLoadError
-from server.repository.config import CONFIG_FILE, ModelConfig, VersionPolicy, load_model_config
+from server.model_config import CONFIG_FILE, ModelConfig, VersionPolicy, load_model_config
 from server.repository.policy import select_versions
 
 
