@@ -25,7 +25,9 @@ from server.repository.records import ModelRecord
 from server.runtime.pool import InferencePool
 from server.settings import ServerSettings
 from server.telemetry.metrics import BeforeCollect, ServerMetrics
+from server.telemetry.shadow_metrics import ShadowMetrics
 from server.traffic.router import Router
+from server.traffic.shadow import ShadowRunner
 from server.versions.assembly import OnnxVersionLoader
 
 log = logging.getLogger(__name__)
@@ -61,15 +63,18 @@ class App:
             drain_timeout_s=settings.grpc.graceful_shutdown_s,
             listeners=(self._on_model_change, self.health.on_model_change),
         )
-        self.router = Router(self.repository)
-        self.core = InferenceCore(self.router)
+        self.router = Router(self.repository, on_invalid_key=self.metrics.sticky_key_rejected)
+        self.shadows = ShadowRunner(ShadowMetrics(self.registry))
+        self.core = InferenceCore(self.router, self.shadows)
         self._servicer = InferenceServicer(self.core, self.repository, settings.server_name, self.is_ready)
         self._grpc: grpc.aio.Server | None = None
         self._http: SideHttpServer | None = None
         self._flusher: asyncio.Task[None] | None = None
 
     def _on_model_change(self, record: ModelRecord) -> None:
-        self.metrics.set_readiness(record.name, {version: version in record.loaded for version in record.status})
+        weights = {} if record.routing is None else record.routing.weights
+        ready = {version: version in record.loaded for version in record.status}
+        self.metrics.set_readiness(record.name, ready, weights)
 
     def flush_metrics(self) -> None:
         """Move every loaded version's buffered samples into the Prometheus children."""
@@ -115,6 +120,7 @@ class App:
         if self._grpc is not None:
             # Stops accepting new RPCs; in-flight ones get `grace` seconds to finish.
             await self._grpc.stop(grace)
+        await self.shadows.stop()
         await self.repository.unload_all()
         if self._flusher is not None:
             self._flusher.cancel()

@@ -1,4 +1,4 @@
-"""The transport-agnostic inference core: resolve, validate, queue for the batcher, account.
+"""The transport-agnostic inference core: route, validate, queue for the batcher, account.
 
 Every protocol edge (gRPC unary, gRPC stream) calls `InferenceCore.infer` with
 plain objects and gets plain objects back.
@@ -12,21 +12,25 @@ import time
 from server.errors import ServerError, status_name
 from server.scheduling import deadline_of, priority_of
 from server.traffic.router import Router
+from server.traffic.shadow import ShadowRunner
 from server.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
 
 class InferenceCore:
-    """Runs inference requests against the repository's loaded versions."""
+    """Runs inference requests against the versions the router picks."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, shadows: ShadowRunner) -> None:
         self._router = router
+        self._shadows = shadows
 
     async def infer(self, request: InferRequest) -> InferResponse:
         """Serve one request; raises a ServerError subclass for anything the caller must hear about."""
-        loaded = self._router.select(request)
+        loaded, shadow = self._router.select(request)
         started = time.perf_counter_ns()
+        # A copy for the shadow version starts now, so that it can share a batch with its peers.
+        mirror = None if shadow is None else self._shadows.mirror(loaded, shadow, request)
         loaded.enter()
         try:
             admission = loaded.validator.admit(request)
@@ -46,6 +50,8 @@ class InferenceCore:
                 key=admission.merge_key,
             )
         except BaseException as error:
+            if mirror is not None:
+                mirror.cancel()
             code = "CANCELLED" if not isinstance(error, Exception) else status_name(error)
             loaded.recorder.failed(code, time.perf_counter_ns() - started)
             if isinstance(error, Exception) and not isinstance(error, ServerError):
@@ -53,6 +59,8 @@ class InferenceCore:
             raise
         finally:
             loaded.leave()
+        if mirror is not None:
+            mirror.set_result(result.outputs)
         loaded.recorder.succeeded(admission.rows, time.perf_counter_ns() - started, result.timings)
         return InferResponse(
             model_name=loaded.model_name,

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from server.errors import ModelLoadError
+from server.routing.config import RoutingConfig
 
 CONFIG_FILE = "config.toml"
 
@@ -90,6 +91,8 @@ class ModelConfig(_Section):
     runtime: RuntimeConfig = RuntimeConfig()
     instances: InstancesConfig = InstancesConfig()
     batching: BatchingConfig = BatchingConfig()
+    routing: RoutingConfig = RoutingConfig()
+    """Weights, sticky key, shadow and judge; without weights, unversioned requests go to the highest ready version."""
 
 
 def _describe(error: ValidationError) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,8 @@ class InferRequest:
     parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
     deadline: float | None = None
     """time.monotonic() by which the answer is due (from the transport), or None."""
+    metadata: Callable[[], Any] | None = None
+    """The transport's request metadata as (key, value) pairs, fetched only when routing needs it."""
 
 
 @dataclass(slots=True)

@@ -45,9 +45,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._is_ready = is_ready
         self._responses = ResponseWriter()
 
-    async def _infer(self, request: pb.ModelInferRequest, deadline: float | None = None) -> bytes:
+    async def _infer(self, request: pb.ModelInferRequest, context: Context, deadline: float | None = None) -> bytes:
         decoded = decode_request(request)
         decoded.deadline = deadline
+        decoded.metadata = context.invocation_metadata  # read only when routing needs a sticky key
         return self._responses.encode(await self._core.infer(decoded))
 
     # ------------------------------------------------------------ health
@@ -91,12 +92,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> bytes:
         """Answers with the serialized ModelInferResponse (registered without a response serializer)."""
         remaining = context.time_remaining()
-        return await self._infer(request, None if remaining is None else time.monotonic() + remaining)
+        return await self._infer(request, context, None if remaining is None else time.monotonic() + remaining)
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[bytes]:
-        async for response in serve_stream(request_iterator, self._infer):
+        async def infer(message: pb.ModelInferRequest) -> bytes:
+            return await self._infer(message, context)
+
+        async for response in serve_stream(request_iterator, infer):
             yield response
 
     # -------------------------------------------------------- repository

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from server.model_config import ModelConfig, load_model_config
 from server.repository.policy import select_versions
 from server.repository.records import IndexEntry, ModelRecord, State, VersionStatus
 from server.repository.scanner import ModelSource, list_models, scan_model
+from server.routing.config import RoutingConfig
+from server.routing.table import RoutingTable, default_table
 from server.versions.loaded import LoadedVersion
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,9 @@ VersionLoader = Callable[[str, int, Path, ModelConfig], Awaitable[LoadedVersion]
 
 ChangeListener = Callable[[ModelRecord], None]
 """Told about a model's new record after every state change."""
+
+RoutingPolicy = Callable[[RoutingConfig, str, Collection[int]], RoutingTable]
+"""(routing config, model, loaded versions) -> the routing table; ModelLoadError when the routing is invalid."""
 
 
 class ModelRepository:
@@ -39,9 +44,11 @@ class ModelRepository:
         *,
         drain_timeout_s: float = 30.0,
         listeners: Sequence[ChangeListener] = (),
+        routing: RoutingPolicy = default_table,
     ) -> None:
         self._root = root
         self._loader = loader
+        self._route = routing
         self._drain_timeout_s = drain_timeout_s
         self._listeners = list(listeners)
         self._records: dict[str, ModelRecord] = {}
@@ -66,13 +73,13 @@ class ModelRepository:
         return record
 
     def resolve(self, name: str, version: str = "") -> LoadedVersion:
-        """The loaded version that serves a request; empty `version` = highest ready."""
+        """A loaded version by number; empty `version` = the model's default (see ModelRecord.default)."""
         record = self.record(name)
         if not version:
-            latest = record.latest()
-            if latest is None:
+            default = record.default()
+            if default is None:
                 raise ModelNotReadyError(f"model '{name}' has no ready version{_because(record)}")
-            return latest
+            return default
         number = _parse_version(name, version)
         loaded = record.loaded.get(number)
         if loaded is not None:
@@ -209,20 +216,42 @@ class ModelRepository:
                 reason = _reason(result)
                 status[version] = VersionStatus(State.UNAVAILABLE, reason)
                 log.error("model version failed to load", extra={"model": name, "version": version, "reason": reason})
-        if not loaded:
-            reasons = "; ".join(f"version {v}: {s.reason}" for v, s in sorted(status.items()))
+        reloading = old is not None and bool(old.loaded)
+        if not loaded or (reloading and len(loaded) < len(selected)):
+            # A reload applies whole or not at all: a partial one would silently move traffic.
+            reasons = "; ".join(f"version {v}: {s.reason}" for v, s in sorted(status.items()) if s.reason)
+            await self._close(loaded.values())
             if old is not None and old.loaded:
                 self._fail_model(name, old, reasons)
-                raise ModelLoadError(f"failed to reload model '{name}', previous versions keep serving: {reasons}")
+                raise ModelLoadError(
+                    f"failed to reload model '{name}'; nothing changed, previous versions keep serving: {reasons}"
+                )
             self._publish(ModelRecord(name, config, status=status, reason=reasons))
             raise ModelLoadError(f"failed to load model '{name}': {reasons}")
-        record = ModelRecord(name, config, loaded, status)
+        try:
+            routing = self._route(config.routing, name, loaded.keys())
+        except ModelLoadError as exc:
+            await self._close(loaded.values())
+            if old is not None and old.loaded:
+                self._fail_model(name, old, str(exc))
+                raise ModelLoadError(
+                    f"failed to reload model '{name}'; nothing changed, previous versions keep serving: {exc}"
+                ) from None
+            unavailable = {v: VersionStatus(State.UNAVAILABLE, str(exc)) for v in status}
+            self._publish(ModelRecord(name, config, status=unavailable, reason=str(exc)))
+            raise
+        record = ModelRecord(name, config, loaded, status, routing=routing)
         self._publish(record)
         log.info(
             "model loaded",
             extra={"model": name, "versions": sorted(record.loaded), "providers": _providers(record)},
         )
         return record
+
+    async def _close(self, versions: Iterable[LoadedVersion]) -> None:
+        """Close versions that never served (a load that is being abandoned)."""
+        for loaded in versions:
+            await loaded.close()
 
     async def _retire(self, versions: Iterable[LoadedVersion]) -> None:
         for loaded in versions:

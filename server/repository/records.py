@@ -12,6 +12,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from server.model_config import ModelConfig
+from server.routing.table import RoutingTable
 from server.versions.loaded import LoadedVersion
 
 
@@ -40,6 +41,8 @@ class ModelRecord:
     status: Mapping[int, VersionStatus] = field(default_factory=dict)
     reason: str = ""
     """Why the model as a whole is unavailable (bad config, no versions), if it is."""
+    routing: RoutingTable | None = None
+    """How unversioned requests spread over the loaded versions; None while none is loaded."""
 
     def __post_init__(self) -> None:
         # Read-only views over private copies: a caller's dict can't change a published record.
@@ -53,6 +56,13 @@ class ModelRecord:
     def latest(self) -> LoadedVersion | None:
         """The highest ready version."""
         return self.loaded[max(self.loaded)] if self.loaded else None
+
+    def default(self) -> LoadedVersion | None:
+        """The version that speaks for the model when none is named: the stable (most weight), else the highest."""
+        stable = None if self.routing is None else self.routing.stable
+        if stable is not None and stable in self.loaded:
+            return self.loaded[stable]
+        return self.latest()
 
 
 @dataclass(frozen=True, slots=True)

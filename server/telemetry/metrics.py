@@ -85,6 +85,26 @@ class ServerMetrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self.routed = Counter(
+            "inference_routed_requests",
+            "Requests sent to the model version, by how the router chose it: pinned (model_version given), "
+            "weighted, sticky, shadow (a copy) or fallback (the chosen version was not ready).",
+            (*labels, "route"),
+            registry=registry,
+        )
+        self.routing_weight = Gauge(
+            "inference_routing_weight",
+            "Effective routing weight of the model version (0: reachable only when pinned).",
+            labels,
+            multiprocess_mode="livemostrecent",  # under --workers: the latest change any worker applied
+            registry=registry,
+        )
+        self.sticky_key_invalid = Counter(
+            "inference_sticky_key_invalid",
+            "Requests whose sticky key value could not be used (type, empty, length); routed by weight instead.",
+            ("model", "reason"),
+            registry=registry,
+        )
         self.model_ready = Gauge(
             "inference_model_ready",
             "1 when the model version serves traffic, else 0.",
@@ -93,10 +113,15 @@ class ServerMetrics:
             registry=registry,
         )
 
-    def set_readiness(self, model: str, ready_by_version: Mapping[int, bool]) -> None:
-        """Keep the readiness gauge in step with the repository's view of a model."""
+    def set_readiness(self, model: str, ready_by_version: Mapping[int, bool], weights: Mapping[int, int]) -> None:
+        """Keep the readiness and routing-weight gauges in step with the repository's view of a model."""
         for version, ready in ready_by_version.items():
             self.model_ready.labels(model, str(version)).set(1 if ready else 0)
+            self.routing_weight.labels(model, str(version)).set(weights.get(version, 0) if ready else 0)
+
+    def sticky_key_rejected(self, model: str, reason: str) -> None:
+        """Router observer: a sticky value that could not be used (rare, so counted at once)."""
+        self.sticky_key_invalid.labels(model, reason).inc()
 
     def recorder(self, model: str, version: int, statistics: VersionStatistics) -> VersionRecorder:
         """The request and execution accounting of one loaded version (its labelled children looked up once)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy.typing as npt
 
+from server.routing.table import Route
 from server.runtime.runner import RunTimings
 from server.statistics import VersionStatistics
 
@@ -77,6 +78,12 @@ class VersionRecorder:
         self._queue = BufferedHistogram(families.queue_duration.labels(*labels))
         self._compute = BufferedHistogram(families.compute_duration.labels(*labels))
         self._batch_size = BufferedHistogram(families.batch_size.labels(*labels))
+        self._routed_children = [families.routed.labels(*labels, route.label) for route in Route]
+        self._routed = [0] * len(Route)
+
+    def routed(self, route: Route) -> None:
+        """One request sent to this version, and how the router chose it (a list index: hot path)."""
+        self._routed[route] += 1
 
     def succeeded(self, rows: int, duration_ns: int, timings: RunTimings) -> None:
         """One request answered: `duration_ns` in the server, `timings` of its share of an execution."""
@@ -106,3 +113,8 @@ class VersionRecorder:
         self._compute.flush()
         self._batch_size.flush()
         self._pending.set(in_flight)
+        routed = self._routed
+        for route, count in enumerate(routed):
+            if count:
+                self._routed_children[route].inc(count)
+                routed[route] = 0

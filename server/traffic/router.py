@@ -1,22 +1,93 @@
 """The one place where "which version serves this request" is decided.
 
-An explicit `model_version` always wins (pinned); an unversioned request goes to the model's
-default version: the highest ready one.
+An explicit `model_version` always wins (pinned). Otherwise the model record's routing table
+decides (see server.routing.table): by the sticky key's bucket when the table names a sticky key
+and the request carries a usable one, else by a random draw over the weights. Each decision is
+counted on the chosen version's recorder (a list index; Prometheus sees it at the next flush).
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+from typing import Any
+
+from server.errors import ModelNotReadyError
 from server.repository.manager import ModelRepository
+from server.routing.sticky import key_bytes, sticky_bucket
+from server.routing.table import BUCKETS, Route, RoutingTable, choose
 from server.types import InferRequest
 from server.versions.loaded import LoadedVersion
 
+InvalidKeyObserver = Callable[[str, str], None]
+"""Told (model, reason) when a request's sticky value cannot be used and it is routed by weight."""
+
+
+def _ignore(model: str, reason: str) -> None:
+    pass
+
 
 class Router:
-    """Picks the loaded version for each request from the repository's current record of its model."""
+    """Picks the loaded version (and the shadow copy, if any) for each request."""
 
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        *,
+        draw: Callable[[], float] = random.random,
+        on_invalid_key: InvalidKeyObserver = _ignore,
+    ) -> None:
         self._repository = repository
+        self._draw = draw
+        self._on_invalid_key = on_invalid_key
 
-    def select(self, request: InferRequest) -> LoadedVersion:
-        """The version that serves `request`; NOT_FOUND / UNAVAILABLE errors name what is missing."""
-        return self._repository.resolve(request.model_name, request.model_version)
+    def select(self, request: InferRequest) -> tuple[LoadedVersion, LoadedVersion | None]:
+        """(the version that serves `request`, the version that gets a shadow copy or None).
+
+        NOT_FOUND / UNAVAILABLE errors name what is missing.
+        """
+        if request.model_version:
+            loaded = self._repository.resolve(request.model_name, request.model_version)
+            loaded.recorder.routed(Route.PINNED)
+            return loaded, None
+        record = self._repository.record(request.model_name)
+        table = record.routing
+        decision = None
+        if table is not None:
+            key = self._sticky_key(table, request) if table.sticky_key else None
+            if key is None:
+                decision = choose(table, int(self._draw() * BUCKETS), False)
+            else:
+                decision = choose(table, sticky_bucket(table.salt, key), True)
+        if decision is None:
+            # No version ready: let the repository say why, in its words.
+            self._repository.resolve(request.model_name)
+            raise ModelNotReadyError(f"model '{request.model_name}' has no ready version")
+        loaded = record.loaded[decision[0]]
+        loaded.recorder.routed(decision[1])
+        assert table is not None
+        if table.shadow_version is not None and self._draw() < table.shadow_fraction:
+            return loaded, record.loaded.get(table.shadow_version)
+        return loaded, None
+
+    def _sticky_key(self, table: RoutingTable, request: InferRequest) -> bytes | None:
+        """The request's sticky key: the parameter, else the gRPC metadata entry; None = route by weight."""
+        name = table.sticky_key
+        value: object = request.parameters.get(name)
+        if value is None and request.metadata is not None:
+            value = _metadata_value(request.metadata(), name.lower())
+        if value is None:
+            return None
+        key = key_bytes(value)
+        if isinstance(key, str):
+            self._on_invalid_key(request.model_name, key)
+            return None
+        return key
+
+
+def _metadata_value(metadata: Any, name: str) -> object:
+    """The first value of `name` in gRPC invocation metadata ((key, value) pairs; keys are lower case)."""
+    for key, value in metadata or ():
+        if key == name:
+            return value
+    return None

@@ -129,3 +129,23 @@ def slow_rows() -> bytes:
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 1])],
         [axes_col, axes_row, reduce_axes],
     )
+
+
+def scaled(factor: float) -> bytes:
+    """x FP32 [batch, n] -> y = factor * x: versions that answer recognisably differently."""
+    scale = numpy_helper.from_array(np.array(factor, dtype=np.float32), "scale")
+    return _model(
+        [helper.make_node("Mul", ["x", "scale"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "n"])],
+        [scale],
+    )
+
+
+def write_versions(root: Path, name: str, models: dict[int, bytes], config: str | None = None) -> Path:
+    """A model whose versions are different graphs: root/name/<v>/model.onnx for each entry."""
+    for version, model in models.items():
+        write_model(root, name, model, versions=(version,))
+    if config is not None:
+        (root / name / "config.toml").write_text(config)
+    return root / name

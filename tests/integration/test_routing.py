@@ -1,0 +1,211 @@
+"""Version routing on a real server: weights, sticky keys, pinning, shadow traffic, reloads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from oip.v1 import grpc_service_pb2 as pb
+from oip.v1 import grpc_service_pb2_grpc as pb_grpc
+from server.app import App
+from tests.integration.routing_support import (
+    build_routing_repository,
+    labelled,
+    request,
+    routing_config,
+    samples,
+    served_versions,
+)
+from tests.support import onnx_models
+from tests.support.servers import running_app
+
+Served = tuple[App, pb_grpc.GRPCInferenceServiceStub]
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    build_routing_repository(tmp_path)
+    async with running_app(tmp_path) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        yield app, pb_grpc.GRPCInferenceServiceStub(channel)
+
+
+async def until(condition: object, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_90_10_split_is_measured_on_the_served_versions(served: Served) -> None:
+    app, stub = served
+    draws = 2000
+    counts = Counter(await served_versions(stub, [request("split") for _ in range(draws)]))
+    # 5 standard deviations of a 10 % share over 2000 draws: 3.4 points.
+    assert abs(counts[2] / draws - 0.10) < 0.034, counts
+    routed = samples(app.registry, "inference_routed_requests_total")
+    assert routed[labelled(model="split", version="1", route="weighted")] == counts[1]
+    assert routed[labelled(model="split", version="2", route="weighted")] == counts[2]
+    weights = samples(app.registry, "inference_routing_weight")
+    assert weights[labelled(model="split", version="1")] == 90
+    assert weights[labelled(model="split", version="2")] == 10
+
+
+async def test_sticky_by_parameter_keeps_each_caller_on_one_version(served: Served) -> None:
+    app, stub = served
+    users = [f"user-{i}" for i in range(40)]
+    messages = [request("sticky", user_id=user) for user in users for _ in range(5)]
+    versions = await served_versions(stub, messages)
+    by_user: dict[str, set[int]] = {}
+    for message, version in zip(messages, versions, strict=True):
+        by_user.setdefault(message.parameters["user_id"].string_param, set()).add(version)
+    assert all(len(seen) == 1 for seen in by_user.values()), by_user
+    assert {next(iter(seen)) for seen in by_user.values()} == {1, 2}  # 40 callers at 50/50 reach both
+    routed = samples(app.registry, "inference_routed_requests_total")
+    sticky = sum(v for k, v in routed.items() if ("route", "sticky") in k and ("model", "sticky") in k)
+    assert sticky == len(messages)
+
+
+async def test_sticky_by_metadata_and_integer_parameters_agree(served: Served) -> None:
+    _, stub = served
+    for user in ("7", "1234", "alice"):
+        by_metadata = await served_versions(stub, [request("sticky")] * 5, metadata=[("user_id", user)])
+        by_parameter = await served_versions(stub, [request("sticky", user_id=user)] * 5)
+        assert len(set(by_metadata)) == 1 and set(by_metadata) == set(by_parameter)
+    # an int64 parameter is the same key as its decimal text
+    assert set(await served_versions(stub, [request("sticky", user_id=1234)] * 3)) == set(
+        await served_versions(stub, [request("sticky", user_id="1234")] * 3)
+    )
+
+
+async def test_a_pinned_version_always_wins(served: Served) -> None:
+    app, stub = served
+    versions = await served_versions(stub, [request("split", version="2", user_id="x") for _ in range(50)])
+    assert set(versions) == {2}
+    routed = samples(app.registry, "inference_routed_requests_total")
+    assert routed[labelled(model="split", version="2", route="pinned")] == 50
+
+
+async def test_an_unusable_sticky_value_is_routed_by_weight_and_counted(served: Served) -> None:
+    app, stub = served
+    versions = await served_versions(
+        stub, [request("sticky", user_id=True), request("sticky", user_id=2.5), request("sticky", user_id="x" * 300)]
+    )
+    assert len(versions) == 3  # served, not failed
+    invalid = samples(app.registry, "inference_sticky_key_invalid_total")
+    assert invalid[labelled(model="sticky", reason="type")] == 2
+    assert invalid[labelled(model="sticky", reason="length")] == 1
+
+
+async def test_shadow_copies_never_change_responses_and_their_differences_are_measured(served: Served) -> None:
+    app, stub = served
+    count = 40
+    versions = await served_versions(stub, [request("shadowed", 0.5) for _ in range(count)])
+    assert set(versions) == {1}  # version 3 answers 3x: any leak would fail served_versions' value check
+    key = labelled(model="shadowed", version="1", shadow_version="3", result="disagree")
+
+    def compared() -> float:
+        return samples(app.registry, "inference_shadow_comparisons_total").get(key, 0)
+
+    await until(lambda: compared() == count)
+    diff = samples(app.registry, "inference_shadow_abs_diff_sum")
+    assert diff[labelled(model="shadowed", version="1", shadow_version="3")] == pytest.approx(count * 1.0)
+    latency = samples(app.registry, "inference_shadow_duration_seconds_count")
+    assert latency[labelled(model="shadowed", version="1", shadow_version="3")] == count
+    routed = samples(app.registry, "inference_routed_requests_total")
+    assert routed[labelled(model="shadowed", version="3", route="shadow")] == count
+
+
+async def test_class_scores_agree_when_their_argmax_does(served: Served) -> None:
+    app, stub = served
+    # Rows of 4 scores: version 3 triples them, so the largest score stays the largest.
+    await served_versions(stub, [request("shadowed", 0.25, width=4) for _ in range(5)])
+    key = labelled(model="shadowed", version="1", shadow_version="3", result="agree")
+    await until(lambda: samples(app.registry, "inference_shadow_comparisons_total").get(key, 0) == 5)
+
+
+async def test_a_failing_shadow_never_fails_the_primary(served: Served) -> None:
+    app, stub = served
+    # width 3: the shadow's Reshape to [-1, 5] fails inside ONNX Runtime for every request
+    versions = await served_versions(stub, [request("shadowfail", 2.0, width=3) for _ in range(20)])
+    assert set(versions) == {1}
+    key = labelled(model="shadowfail", version="1", shadow_version="2", code="INTERNAL")
+    await until(lambda: samples(app.registry, "inference_shadow_errors_total").get(key, 0) == 20)
+
+
+async def test_metadata_without_a_version_describes_the_stable_version(tmp_path: Path) -> None:
+    models = {1: onnx_models.scaled(1.0), 2: onnx_models.scaled(2.0)}
+    onnx_models.write_versions(tmp_path, "m", models, routing_config('weights = { "1" = 70, "2" = 30 }'))
+    async with running_app(tmp_path) as app:
+        assert app.repository.resolve("m").version == 1  # the stable version, not the highest
+
+
+async def test_invalid_routing_makes_the_model_unavailable_with_the_reason(tmp_path: Path) -> None:
+    models = {1: onnx_models.scaled(1.0)}
+    onnx_models.write_versions(tmp_path, "ghost", models, routing_config('weights = { "1" = 90, "5" = 10 }'))
+    onnx_models.write_versions(tmp_path, "negative", models, routing_config('weights = { "1" = -1 }'))
+    onnx_models.write_versions(tmp_path, "fine", models, routing_config('weights = { "1" = 1 }'))
+    async with running_app(tmp_path) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        index = {(m.name, m.version): m for m in (await stub.RepositoryIndex(pb.RepositoryIndexRequest())).models}
+        assert index[("ghost", "1")].state == "UNAVAILABLE"
+        assert "version(s) 5 of model 'ghost' that did not load" in index[("ghost", "1")].reason
+        assert index[("negative", "")].state == "UNAVAILABLE"
+        assert "weights must not be negative" in index[("negative", "")].reason
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ModelInfer(request("ghost"))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert await served_versions(stub, [request("fine")]) == [1]
+
+
+async def test_a_partly_failing_reload_changes_nothing(served: Served, tmp_path: Path) -> None:
+    app, stub = served
+    before = app.repository.record("split")
+    (tmp_path / "split" / "config.toml").write_text(routing_config('weights = { "1" = 0, "2" = 100 }'))
+    (tmp_path / "split" / "2" / "model.onnx").write_bytes(b"corrupt")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="split"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "nothing changed, previous versions keep serving" in (caught.value.details() or "")
+    assert "version 2" in (caught.value.details() or "")
+    after = app.repository.record("split")
+    assert after.loaded == before.loaded and after.routing == before.routing
+    counts = Counter(await served_versions(stub, [request("split") for _ in range(400)]))
+    assert counts[1] > counts[2] > 0  # still 90/10 over the old versions
+    index = {(m.name, m.version): m.state for m in (await stub.RepositoryIndex(pb.RepositoryIndexRequest())).models}
+    assert index[("split", "1")] == index[("split", "2")] == "READY"
+
+
+async def test_an_invalid_routing_reload_keeps_the_previous_routing(served: Served, tmp_path: Path) -> None:
+    app, stub = served
+    before = app.repository.record("split").routing
+    (tmp_path / "split" / "config.toml").write_text(routing_config('weights = { "1" = 50, "9" = 50 }'))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="split"))
+    assert "version(s) 9" in (caught.value.details() or "")
+    assert app.repository.record("split").routing == before
+
+
+async def test_a_reload_moves_traffic_with_no_failed_request_under_load(served: Served, tmp_path: Path) -> None:
+    _, stub = served
+    stop = asyncio.Event()
+    seen: list[int] = []
+
+    async def load() -> None:
+        while not stop.is_set():
+            seen.extend(await served_versions(stub, [request("split") for _ in range(16)], concurrency=16))
+
+    loaders = [asyncio.create_task(load()) for _ in range(2)]
+    await until(lambda: len(seen) > 200)
+    (tmp_path / "split" / "config.toml").write_text(routing_config('weights = { "1" = 0, "2" = 100 }'))
+    await stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="split"))
+    switched = len(seen)
+    await until(lambda: len(seen) > switched + 200)
+    stop.set()
+    await asyncio.gather(*loaders)  # any failed request would have raised here
+    after = seen[switched + 64 :]  # requests already in flight at the switch may still be on version 1
+    assert set(after) == {2}
