@@ -49,10 +49,11 @@ def parse_summary(text: str) -> int:
     return int(match.group(1))
 
 
-def _h2load(address: str, frame: Path, requests: int, concurrency: int) -> None:
+def _h2load(address: str, frame: Path, requests: int, concurrency: int, headers: Sequence[str] = ()) -> None:
     connections, streams = spread(concurrency)
+    extra = [flag for header in headers for flag in ("-H", header)]
     command = ["h2load", "-n", str(requests), "-c", str(connections), "-m", str(streams), "-d", str(frame),
-               *GRPC_HEADERS, f"http://{address}{INFER_METHOD}"]  # fmt: skip
+               *GRPC_HEADERS, *extra, f"http://{address}{INFER_METHOD}"]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     output = parse_h2load_output(completed.stdout)
     if output.succeeded != requests:
@@ -75,7 +76,15 @@ def _counted(pid: int, out_prefix: Path, run: Callable[[], None]) -> int:
     raise LoadTestError("callgrind did not write the requested dump")
 
 
-def measure(repository: Path, model: str, requests: int, concurrency: int, extra: Sequence[str] = ()) -> dict[str, Any]:
+def measure(
+    repository: Path,
+    model: str,
+    requests: int,
+    concurrency: int,
+    extra: Sequence[str] = (),
+    headers: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Instructions per request of our server and of the floor; `headers` are sent with every request to both."""
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise LoadTestError(f"{tool} is not installed (Debian package valgrind)")
@@ -97,15 +106,16 @@ def measure(repository: Path, model: str, requests: int, concurrency: int, extra
             frame = folder / "request.grpc"
             frame.write_bytes(grpc_frame(prepared.payload))
             response = canned_response(address, prepared.payload)
-            _h2load(address, frame, warmup, concurrency)
-            ours = _counted(process.pid, ours_prefix, functools.partial(_h2load, address, frame, requests, concurrency))
+            _h2load(address, frame, warmup, concurrency, headers)
+            load = functools.partial(_h2load, address, frame, requests, concurrency, headers)
+            ours = _counted(process.pid, ours_prefix, load)
         finally:
             stop(process, 300)
         floor_prefix = folder / "floor"
         with FloorServer(response, launcher=valgrind_command(floor_prefix), start_timeout_s=_START_TIMEOUT_S) as floor:
-            _h2load(floor.address, frame, warmup, concurrency)
+            _h2load(floor.address, frame, warmup, concurrency, headers)
             floor_total = _counted(
-                floor.pid, floor_prefix, lambda: _h2load(floor.address, frame, requests, concurrency)
+                floor.pid, floor_prefix, lambda: _h2load(floor.address, frame, requests, concurrency, headers)
             )
     return {
         "model": model,
@@ -124,12 +134,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="measured requests (after a warm-up)")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for our server, repeatable")
+    parser.add_argument(
+        "--header", action="append", default=[], help="gRPC metadata sent with every request, e.g. 'user_id: u-17'"
+    )
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1:
         print("loadtest.instructions: error: --requests and --concurrency must be >= 1", file=sys.stderr)
         return 2
     try:
-        result = measure(args.model_repository, args.model, args.requests, args.concurrency, args.server_arg)
+        result = measure(
+            args.model_repository, args.model, args.requests, args.concurrency, args.server_arg, args.header
+        )
     except (LoadTestError, OSError, subprocess.CalledProcessError) as error:
         print(f"loadtest.instructions: error: {error}", file=sys.stderr)
         return 2

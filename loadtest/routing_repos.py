@@ -1,0 +1,48 @@
+"""Two repositories for the routing benchmark: `python -m loadtest.routing_repos [--source models] [--out DIR]`.
+
+Both hold `fraud` with versions 1 and 2 made of the *same* model file, so any difference in cost
+is routing, not the model: `off/` has no [routing] (every request goes to the highest version),
+`on/` splits 90/10 by weight with a sticky key (`user_id`, sent as gRPC metadata by the load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+CONFIGS = {
+    "off": "max_batch_size = 64\n",
+    "on": 'max_batch_size = 64\n\n[routing]\nweights = { "1" = 90, "2" = 10 }\nsticky_key = "user_id"\n',
+}
+
+
+def build(source: Path, out: Path, model: str = "fraud") -> dict[str, Path]:
+    """Write out/off and out/on; returns {name: repository}."""
+    model_file = source / model / "1" / "model.onnx"
+    if not model_file.is_file():
+        raise FileNotFoundError(f"{model_file} is missing (run `make models`)")
+    repositories = {}
+    for name, config in CONFIGS.items():
+        root = out / name
+        for version in (1, 2):
+            (root / model / str(version)).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model_file, root / model / str(version) / "model.onnx")
+        (root / model / "config.toml").write_text(config)
+        repositories[name] = root
+    return repositories
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.routing_repos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", type=Path, default=Path("models"), help="repository to take the model from")
+    parser.add_argument("--out", type=Path, default=Path("build/routing-bench"), help="where to write off/ and on/")
+    args = parser.parse_args(argv)
+    for name, root in build(args.source, args.out).items():
+        print(f"{name}: {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
