@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry
 
+from server.admin.servicer import RoutingAdminServicer
 from server.core import InferenceCore
 from server.grpc.health import HealthBridge
 from server.grpc.server import build_grpc_server
@@ -24,16 +26,28 @@ from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
 from server.runtime.pool import InferencePool
 from server.settings import ServerSettings
+from server.telemetry.judge_metrics import JudgeMetrics
 from server.telemetry.metrics import BeforeCollect, ServerMetrics
 from server.telemetry.shadow_metrics import ShadowMetrics
+from server.telemetry.totals import read_totals
+from server.traffic.control import RoutingControl
+from server.traffic.coordinator import Coordinator, LocalCoordinator
+from server.traffic.judge import CanaryJudge
+from server.traffic.release import ReleaseManager
 from server.traffic.router import Router
 from server.traffic.shadow import ShadowRunner
+from server.traffic.state_store import RoutingStateStore
 from server.versions.assembly import OnnxVersionLoader
 
 log = logging.getLogger(__name__)
 
 #: How often buffered metric samples reach Prometheus between scrapes (see telemetry.recorder).
 METRICS_FLUSH_S = 0.1
+
+
+def state_directory(settings: ServerSettings) -> Path:
+    """Where routing state persists: --state-dir, else a hidden directory in the model repository."""
+    return settings.state_dir if settings.state_dir is not None else settings.model_repository / ".server-state"
 
 
 class App:
@@ -57,19 +71,34 @@ class App:
         self.metrics = ServerMetrics(self.registry)
         self.health = HealthBridge()
         loader = OnnxVersionLoader(settings.runtime, self._load_pool, self._infer_pool, self.metrics.recorder)
+        # Under --workers the supervisor owns the routing state file; workers only read it.
+        self.control = RoutingControl(RoutingStateStore(state_directory(settings)), owner=role != "worker")
         self.repository = ModelRepository(
             settings.model_repository,
             loader,
             drain_timeout_s=settings.grpc.graceful_shutdown_s,
             listeners=(self._on_model_change, self.health.on_model_change),
+            routing=self.control.policy,
         )
         self.router = Router(self.repository, on_invalid_key=self.metrics.sticky_key_rejected)
         self.shadows = ShadowRunner(ShadowMetrics(self.registry))
         self.core = InferenceCore(self.router, self.shadows)
-        self._servicer = InferenceServicer(self.core, self.repository, settings.server_name, self.is_ready)
+        judge_metrics = JudgeMetrics(self.registry)
+        self.release = ReleaseManager(self.repository, self.control, judge_metrics)
+        self.judge = CanaryJudge(
+            targets=self.release.judge_targets,
+            totals=lambda: read_totals(self.registry.collect()),
+            apply=self.release.apply,
+            metrics=judge_metrics,
+        )
+        self.coordinator: Coordinator = LocalCoordinator(self.repository, self.release, self.judge)
+        self._servicer = InferenceServicer(
+            self.core, self.repository, self.coordinator, settings.server_name, self.is_ready
+        )
+        self._admin = RoutingAdminServicer(self.repository, self.release, self.coordinator)
         self._grpc: grpc.aio.Server | None = None
         self._http: SideHttpServer | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     def _on_model_change(self, record: ModelRecord) -> None:
         weights = {} if record.routing is None else record.routing.weights
@@ -96,7 +125,7 @@ class App:
         if self.settings.http.enabled:
             self._http = SideHttpServer(self.registry, self.is_ready)
             self.http_port = await self._http.start(self.settings.http.host, self.settings.http.port)
-        self._grpc, self.grpc_port = build_grpc_server(self.settings.grpc, self._servicer, self.health)
+        self._grpc, self.grpc_port = build_grpc_server(self.settings.grpc, self._servicer, self.health, self._admin)
         await self._grpc.start()
         log.info(
             "%s listening",
@@ -104,7 +133,9 @@ class App:
             extra={"grpc_port": self.grpc_port, "http_port": self.http_port, "host": self.settings.grpc.host},
         )
         await self.repository.load_all()
-        self._flusher = asyncio.create_task(self._flush_periodically(), name="metrics flush")
+        self._background.append(asyncio.create_task(self._flush_periodically(), name="metrics flush"))
+        if self.role != "worker":  # under --workers the supervisor judges, on every worker's traffic
+            self._background.append(asyncio.create_task(self.judge.run(), name="canary judge"))
         self._ready = True
         await self.health.set_server_serving(True)
         log.info("%s ready", self.role, extra={"models": [r.name for r in self.repository.records() if r.ready]})
@@ -121,10 +152,10 @@ class App:
             # Stops accepting new RPCs; in-flight ones get `grace` seconds to finish.
             await self._grpc.stop(grace)
         await self.shadows.stop()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.repository.unload_all()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
         if self._http is not None:
             await self._http.stop()
         self._infer_pool.shutdown()

@@ -39,6 +39,7 @@ _FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--log-level", "log", "level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("--log-format", "log", "format", str, "json or text"),
     ("--workers", "", "workers", int, "server processes sharing the gRPC port (SO_REUSEPORT), 1-64"),
+    ("--state-dir", "", "state_dir", Path, "directory for persisted routing state (rollbacks, admin weights)"),
 )
 
 

@@ -106,6 +106,8 @@ class ServerSettings(BaseSettings):
     """Name reported by ServerMetadata."""
     use_uvloop: bool = True
     """Run the event loop on uvloop when it is installed."""
+    state_dir: Path | None = None
+    """Where run-time routing state (rollbacks, admin weights) persists; unset = <model_repository>/.server-state."""
     workers: int = Field(1, ge=1, le=64)
     """Server processes sharing the gRPC port; above 1, a supervisor runs them and merges their metrics."""
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)

@@ -6,6 +6,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from oip.v1 import routing_admin_pb2, routing_admin_pb2_grpc
 from server.grpc.health import HealthBridge
 from server.grpc.registration import SERVICE as INFERENCE_SERVICE
 from server.grpc.registration import generic_handler
@@ -21,8 +22,14 @@ def _credentials(settings: GrpcSettings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
+ADMIN_SERVICE = routing_admin_pb2.DESCRIPTOR.services_by_name["RoutingAdmin"]
+
+
 def build_grpc_server(
-    settings: GrpcSettings, servicer: InferenceServicer, health: HealthBridge
+    settings: GrpcSettings,
+    servicer: InferenceServicer,
+    health: HealthBridge,
+    admin: routing_admin_pb2_grpc.RoutingAdminServicer,
 ) -> tuple[grpc.aio.Server, int]:
     """A configured, bound (not yet started) server and the port it bound."""
     limit = settings.max_message_bytes
@@ -38,11 +45,17 @@ def build_grpc_server(
     )
     health_service = health_pb2.DESCRIPTOR.services_by_name["Health"]
     reflection_service = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
-    listed = (INFERENCE_SERVICE.full_name, health_service.full_name, reflection_service.full_name)
+    listed = (
+        INFERENCE_SERVICE.full_name,
+        ADMIN_SERVICE.full_name,
+        health_service.full_name,
+        reflection_service.full_name,
+    )
     # Inference first: grpc asks the generic handlers in order for every call.
     server.add_generic_rpc_handlers(
         (
             generic_handler(servicer),
+            generic_handler(admin, ADMIN_SERVICE, frozenset()),
             generic_handler(health.servicer, health_service, frozenset()),
             generic_handler(reflection.aio.ReflectionServicer(listed), reflection_service, frozenset()),
         )

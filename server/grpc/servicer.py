@@ -19,6 +19,7 @@ from server.grpc.response_wire import ResponseWriter
 from server.grpc.streaming import serve_stream
 from server.grpc.tensors import decode_request
 from server.repository.manager import ModelRepository
+from server.traffic.coordinator import Coordinator
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -37,10 +38,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """
 
     def __init__(
-        self, core: InferenceCore, repository: ModelRepository, server_name: str, is_ready: Callable[[], bool]
+        self,
+        core: InferenceCore,
+        repository: ModelRepository,
+        coordinator: Coordinator,
+        server_name: str,
+        is_ready: Callable[[], bool],
     ) -> None:
         self._core = core
         self._repository = repository
+        self._coordinator = coordinator
         self._server_name = server_name
         self._is_ready = is_ready
         self._responses = ResponseWriter()
@@ -118,14 +125,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 f"load parameters {sorted(request.parameters)} are not supported: this server loads models only "
                 "from the repository directory; change config.toml or the version directories, then load again"
             )
-        await self._repository.load(request.model_name)
+        await self._coordinator.load(request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     @grpc_errors
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
-        await self._repository.unload(request.model_name)
+        await self._coordinator.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
     # ----------------------------------------------------- shared memory

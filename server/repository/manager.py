@@ -166,6 +166,20 @@ class ModelRepository:
             self._publish(ModelRecord(name, old.config, status=unloaded, reason="unloaded"))
             log.info("model unloaded", extra={"model": name})
 
+    async def reroute(self, name: str) -> ModelRecord:
+        """Republish the model's record with its routing table computed afresh (after a run-time routing change).
+
+        Takes the model's lock, so it never interleaves with a reload: it applies to whichever
+        versions serve when it runs.
+        """
+        async with self._lock(name):
+            record = self.record(name)
+            if not record.loaded or record.config is None:
+                raise ModelNotReadyError(f"model '{name}' has no ready version{_because(record)}")
+            updated = replace(record, routing=self._route(record.config.routing, name, record.loaded.keys()))
+            self._publish(updated)
+            return updated
+
     async def unload_all(self) -> None:
         await asyncio.gather(*(self.unload(name) for name in list(self._records)))
 

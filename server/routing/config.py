@@ -26,7 +26,7 @@ class JudgeConfig(_Section):
     enabled: bool = False
     interval_s: float = Field(10.0, ge=0.05, le=3600.0)
     """How often the judge looks at the windows."""
-    window_s: float = Field(60.0, ge=0.1, le=86_400.0)
+    window_s: float = Field(30.0, ge=0.1, le=86_400.0)
     """The sliding window of traffic each verdict is based on."""
     min_requests: int = Field(50, ge=1)
     """Canary requests in the window before any verdict: fewer prove nothing either way."""
@@ -35,9 +35,11 @@ class JudgeConfig(_Section):
     confidence: float = Field(0.99, gt=0.5, lt=1.0)
     """One-sided confidence of the error-rate test."""
     max_latency_ratio: float = Field(2.0, ge=1.0)
-    """The canary fails when its p99 latency exceeds the stable's times this."""
+    """The canary fails when its p99 latency exceeds the stable's times this..."""
+    min_latency_delta_s: float = Field(0.025, ge=0.0)
+    """...and by more than this many seconds: on a small model one stalled batch moves a p99 by milliseconds."""
     failure_limit: int = Field(2, ge=1)
-    """Consecutive failed checks before the rollback (Flagger's `threshold`)."""
+    """Failed checks in a row, over windows that do not overlap, before the rollback (Flagger's `threshold`)."""
     steps: tuple[int, ...] = ()
     """Progressive promotion: the canary's weight after each healthy interval, e.g. [5, 25, 50, 100]."""
 

@@ -1,0 +1,1 @@
+"""The admin API (gRPC service `oip.admin.v1.RoutingAdmin`) and its command-line client."""

@@ -1,0 +1,153 @@
+"""`python -m server.admin`: show and change version routing on a running server.
+
+    python -m server.admin [--address HOST:PORT] show [MODEL]
+    python -m server.admin set-weights MODEL VERSION=WEIGHT [VERSION=WEIGHT ...]
+    python -m server.admin promote MODEL VERSION
+    python -m server.admin rollback MODEL VERSION [--reason TEXT]
+    python -m server.admin reset MODEL
+    python -m server.admin pause-judge MODEL | resume-judge MODEL
+
+Each change answers with the model's routing as it now stands (under --workers: in every worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from oip.v1 import routing_admin_pb2 as admin_pb
+from oip.v1 import routing_admin_pb2_grpc as admin_grpc
+
+
+def _weights(pairs: Sequence[str]) -> dict[int, int]:
+    weights = {}
+    for pair in pairs:
+        version, sep, weight = pair.partition("=")
+        if not sep or not version.strip().isdecimal() or not weight.strip().lstrip("-").isdecimal():
+            raise argparse.ArgumentTypeError(f"expected VERSION=WEIGHT with whole numbers, got {pair!r}")
+        weights[int(version)] = int(weight)
+    return weights
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m server.admin", description="Version routing admin.")
+    parser.add_argument("--address", default="localhost:8001", help="the server's gRPC address [localhost:8001]")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer [30]")
+    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    commands = parser.add_subparsers(dest="command", required=True)
+    show = commands.add_parser("show", help="routing, weights, verdicts and rollbacks")
+    show.add_argument("model", nargs="?", default="", help="one model; all routed models when omitted")
+    weights = commands.add_parser("set-weights", help="replace the weights (unlisted versions get 0)")
+    weights.add_argument("model")
+    weights.add_argument("weights", nargs="+", metavar="VERSION=WEIGHT")
+    for name, text in (("promote", "send all traffic to a version"), ("rollback", "take a version out of routing")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("model")
+        command.add_argument("version", type=int)
+        if name == "rollback":
+            command.add_argument("--reason", default="manual", help="recorded with the rollback [manual]")
+    for name, text in (
+        ("reset", "back to config.toml: drop run-time weights and rollbacks"),
+        ("pause-judge", "stop automatic rollbacks and promotions"),
+        ("resume-judge", "restart automatic rollbacks and promotions"),
+    ):
+        commands.add_parser(name, help=text).add_argument("model")
+    return parser
+
+
+def call(stub: admin_grpc.RoutingAdminStub, args: argparse.Namespace) -> Any:
+    """Send the command's RPC; returns the response message."""
+    timeout = args.timeout
+    command = args.command
+    if command == "show":
+        return stub.GetRouting(admin_pb.GetRoutingRequest(model=args.model), timeout=timeout)
+    if command == "set-weights":
+        request = admin_pb.SetWeightsRequest(model=args.model, weights=_weights(args.weights))
+        return stub.SetWeights(request, timeout=timeout)
+    if command == "promote":
+        return stub.Promote(admin_pb.VersionRequest(model=args.model, version=args.version), timeout=timeout)
+    if command == "rollback":
+        rollback = admin_pb.RollbackRequest(model=args.model, version=args.version, reason=args.reason)
+        return stub.Rollback(rollback, timeout=timeout)
+    if command == "reset":
+        return stub.Reset(admin_pb.ModelRequest(model=args.model), timeout=timeout)
+    paused = command == "pause-judge"
+    return stub.PauseJudge(admin_pb.PauseJudgeRequest(model=args.model, paused=paused), timeout=timeout)
+
+
+def _cell(value: object) -> str:
+    return "-" if value in ("", None) else str(value)
+
+
+def format_state(state: admin_pb.RoutingState) -> str:
+    """A routing state as an aligned table, with rollback and verdict evidence below it."""
+    judge = "off" if not state.judge_enabled else ("paused" if state.judge_paused else "on")
+    source = "set at run time" if state.overridden else "from config.toml"
+    head = [f"model {state.model}  (weights {source}, judge {judge}"]
+    if state.sticky_key:
+        head.append(f", sticky key {state.sticky_key}")
+    if state.shadow_version:
+        head.append(f", shadow v{state.shadow_version} at {state.shadow_fraction:g}")
+    lines = ["".join(head) + ")"]
+    rows = [("version", "ready", "weight", "config", "role", "verdict", "failed", "rolled back")]
+    for v in state.versions:
+        rolled = f"{v.rollback_reason} at {v.rolled_back_at}" if v.rolled_back else ""
+        rows.append(
+            (
+                str(v.version),
+                "yes" if v.ready else "no",
+                str(v.effective_weight),
+                str(v.configured_weight),
+                v.role,
+                _cell(v.verdict),
+                _cell(v.failed_checks if v.verdict else ""),
+                _cell(rolled),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines += [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    for v in state.versions:
+        if v.rolled_back and v.rollback_evidence:
+            lines.append(f"  v{v.version} rollback evidence: {_evidence(v.rollback_evidence)}")
+        if v.verdict and v.verdict_evidence:
+            lines.append(f"  v{v.version} last check ({v.checked_at}): {_evidence(v.verdict_evidence)}")
+    return "\n".join(lines)
+
+
+def _evidence(values: Any) -> str:
+    return ", ".join(f"{key}={values[key]:.6g}" for key in sorted(values))
+
+
+def render(response: Any, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2, sort_keys=True)
+    states = list(response.models) if isinstance(response, admin_pb.GetRoutingResponse) else [response]
+    if not states:
+        return "no model has a [routing] section"
+    return "\n\n".join(format_state(state) for state in states)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "set-weights":
+            _weights(args.weights)
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
+    with grpc.insecure_channel(args.address) as channel:
+        try:
+            response = call(admin_grpc.RoutingAdminStub(channel), args)  # type: ignore[no-untyped-call]
+        except grpc.RpcError as error:
+            print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    print(render(response, args.json))
+    return 0

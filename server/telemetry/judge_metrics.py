@@ -1,0 +1,34 @@
+"""Prometheus families of the canary judge: checks, failed-check streaks, rollbacks."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class JudgeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.checks = Counter(
+            "inference_canary_checks",
+            "Canary checks by outcome: healthy, failing, or waiting (too few canary requests for a verdict).",
+            ("model", "version", "outcome"),
+            registry=registry,
+        )
+        self.failed_checks = Gauge(
+            "inference_canary_failed_checks",
+            "Consecutive failed checks of the canary; it is rolled back at the judge's failure_limit.",
+            ("model", "version"),
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.rollbacks = Counter(
+            "inference_rollbacks",
+            "Versions taken out of routing (weight 0), by reason: error_rate, latency, or manual.",
+            ("model", "version", "reason"),
+            registry=registry,
+        )
+        self.promotions = Counter(
+            "inference_promotions",
+            "Canary weight raised to the next step of a progressive promotion (or promoted by hand).",
+            ("model", "version"),
+            registry=registry,
+        )
