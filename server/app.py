@@ -17,6 +17,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from server.admin.servicer import RoutingAdminServicer
+from server.coordination.remote import WorkerLink
 from server.core import InferenceCore
 from server.grpc.health import HealthBridge
 from server.grpc.server import build_grpc_server
@@ -54,8 +55,14 @@ class App:
     """One server process: gRPC endpoint, HTTP side port, repository and runtime pools."""
 
     def __init__(
-        self, settings: ServerSettings, registry: CollectorRegistry | None = None, *, role: str = "server"
+        self,
+        settings: ServerSettings,
+        registry: CollectorRegistry | None = None,
+        *,
+        role: str = "server",
+        link: WorkerLink | None = None,
     ) -> None:
+        """`link`: this App is a --workers worker, coordinated by the supervisor through it."""
         self.settings = settings
         # "worker" under the --workers supervisor, so its lifecycle lines don't read as the server's.
         self.role = role
@@ -71,27 +78,37 @@ class App:
         self.metrics = ServerMetrics(self.registry)
         self.health = HealthBridge()
         loader = OnnxVersionLoader(settings.runtime, self._load_pool, self._infer_pool, self.metrics.recorder)
-        # Under --workers the supervisor owns the routing state file; workers only read it.
-        self.control = RoutingControl(RoutingStateStore(state_directory(settings)), owner=role != "worker")
+        # Under --workers the supervisor owns the routing state file and judges; workers only read the state.
+        store = RoutingStateStore(state_directory(settings))
+        judge_metrics = JudgeMetrics(self.registry) if link is None else None
+        self.control = RoutingControl(
+            store, owner=link is None, on_change=None if judge_metrics is None else judge_metrics.changed
+        )
         self.repository = ModelRepository(
             settings.model_repository,
             loader,
             drain_timeout_s=settings.grpc.graceful_shutdown_s,
-            listeners=(self._on_model_change, self.health.on_model_change),
+            listeners=(self._on_model_change, self.health.on_model_change, *(() if link is None else (link.report,))),
             routing=self.control.policy,
         )
         self.router = Router(self.repository, on_invalid_key=self.metrics.sticky_key_rejected)
         self.shadows = ShadowRunner(ShadowMetrics(self.registry))
         self.core = InferenceCore(self.router, self.shadows)
-        judge_metrics = JudgeMetrics(self.registry)
-        self.release = ReleaseManager(self.repository, self.control, judge_metrics)
-        self.judge = CanaryJudge(
-            targets=self.release.judge_targets,
-            totals=lambda: read_totals(self.registry.collect()),
-            apply=self.release.apply,
-            metrics=judge_metrics,
-        )
-        self.coordinator: Coordinator = LocalCoordinator(self.repository, self.release, self.judge)
+        self.release = ReleaseManager(self.repository, self.control)
+        self.judge: CanaryJudge | None = None
+        self.coordinator: Coordinator
+        if judge_metrics is None:
+            assert link is not None
+            link.serve_commands(self.repository, self.release)
+            self.coordinator = link
+        else:
+            self.judge = CanaryJudge(
+                targets=self.release.judge_targets,
+                totals=lambda: read_totals(self.registry.collect()),
+                apply=self.release.apply,
+                metrics=judge_metrics,
+            )
+            self.coordinator = LocalCoordinator(self.repository, self.release, self.judge)
         self._servicer = InferenceServicer(
             self.core, self.repository, self.coordinator, settings.server_name, self.is_ready
         )
@@ -134,7 +151,7 @@ class App:
         )
         await self.repository.load_all()
         self._background.append(asyncio.create_task(self._flush_periodically(), name="metrics flush"))
-        if self.role != "worker":  # under --workers the supervisor judges, on every worker's traffic
+        if self.judge is not None:  # under --workers the supervisor judges, on every worker's traffic
             self._background.append(asyncio.create_task(self.judge.run(), name="canary judge"))
         self._ready = True
         await self.health.set_server_serving(True)

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from server.app import App
+from server.coordination.remote import WorkerLink
 from server.settings import ServerSettings
 
 uvloop: ModuleType | None
@@ -39,12 +40,22 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-async def serve(settings: ServerSettings, *, role: str = "server", notify: Callable[[str], None] = _ignore) -> None:
+async def serve(
+    settings: ServerSettings,
+    *,
+    role: str = "server",
+    notify: Callable[[str], None] = _ignore,
+    link: WorkerLink | None = None,
+) -> None:
     """Start the app, run until SIGTERM or SIGINT, then drain and stop.
 
-    `notify` hears "ready" once the app serves and "draining" when shutdown begins.
+    `notify` hears "ready" once the app serves and "draining" when shutdown begins; so does the
+    supervisor, through `link`, when this process is a --workers worker.
     """
-    app = App(settings, role=role)
+    if link is not None:
+        link.start()
+        notify = link.notify
+    app = App(settings, role=role, link=link)
     # Process-wide, so set here and not in the embeddable App: inference threads must get the GIL
     # back from a busy event loop quickly, or ONNX Runtime idles between batches.
     previous_interval = sys.getswitchinterval()
@@ -62,6 +73,8 @@ async def serve(settings: ServerSettings, *, role: str = "server", notify: Calla
         notify("draining")
     finally:
         await app.stop()
+        if link is not None:
+            link.close()
         sys.setswitchinterval(previous_interval)
         gc.unfreeze()
 

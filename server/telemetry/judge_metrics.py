@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from server.routing.changes import ChangeKind, RoutingChange
+
+#: The judge's reasons; an operator's rollback is counted as "manual" (its free text stays in the state and log).
+JUDGE_REASONS = frozenset({"error_rate", "latency", "error_rate+latency"})
+
 
 class JudgeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -22,7 +27,7 @@ class JudgeMetrics:
         )
         self.rollbacks = Counter(
             "inference_rollbacks",
-            "Versions taken out of routing (weight 0), by reason: error_rate, latency, or manual.",
+            "Versions taken out of routing (weight 0), by reason: error_rate, latency, error_rate+latency or manual.",
             ("model", "version", "reason"),
             registry=registry,
         )
@@ -32,3 +37,11 @@ class JudgeMetrics:
             ("model", "version"),
             registry=registry,
         )
+
+    def changed(self, change: RoutingChange) -> None:
+        """Count a routing change once, where it is recorded (the state's owner)."""
+        if change.kind is ChangeKind.ROLLBACK:
+            reason = change.reason if change.reason in JUDGE_REASONS else "manual"
+            self.rollbacks.labels(change.model, str(change.version), reason).inc()
+        elif change.kind is ChangeKind.PROMOTE:
+            self.promotions.labels(change.model, str(change.version)).inc()

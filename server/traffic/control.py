@@ -10,7 +10,7 @@ when the supervisor tells them that it changed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from server.errors import ModelLoadError
 from server.routing.changes import ModelRoutingState, RoutingChange, apply_change, effective_weights, fingerprint
@@ -22,9 +22,17 @@ log = logging.getLogger(__name__)
 
 
 class RoutingControl:
-    def __init__(self, store: RoutingStateStore, *, owner: bool = True) -> None:
+    def __init__(
+        self,
+        store: RoutingStateStore,
+        *,
+        owner: bool = True,
+        on_change: Callable[[RoutingChange], None] | None = None,
+    ) -> None:
+        """`on_change` hears every change the owner records (once per change, whatever the process count)."""
         self._store = store
         self._owner = owner
+        self._on_change = on_change
         self._states = store.load()
 
     def state(self, model: str) -> ModelRoutingState | None:
@@ -45,6 +53,8 @@ class RoutingControl:
         self._states[change.model] = state
         if self._owner:
             self._store.save(self._states)
+            if self._on_change is not None:
+                self._on_change(change)
         return state
 
     def forget_stale(self, model: str, current: str) -> None:

@@ -198,7 +198,6 @@ class CanaryJudge:
                 "evidence": verdict.evidence,
             },
         )
-        self._metrics.rollbacks.labels(target.model, str(canary), reason).inc()
         self._forget(target.model, canary)
         return RoutingChange(
             ChangeKind.ROLLBACK,
@@ -222,7 +221,6 @@ class CanaryJudge:
             "canary promoted",
             extra={"event": "canary_promotion", "model": target.model, "version": canary, "weight": step},
         )
-        self._metrics.promotions.labels(target.model, str(canary)).inc()
         self._forget(target.model, canary)  # the next verdict is on traffic at the new weight
         return RoutingChange(ChangeKind.PROMOTE, target.model, target.fingerprint, version=canary, weights=weights)
 

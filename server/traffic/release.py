@@ -15,16 +15,14 @@ from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
 from server.routing.changes import ChangeKind, RoutingChange, fingerprint
 from server.routing.config import RoutingConfig
-from server.telemetry.judge_metrics import JudgeMetrics
 from server.traffic.control import RoutingControl
 from server.traffic.judge import JudgeTarget
 
 
 class ReleaseManager:
-    def __init__(self, repository: ModelRepository, control: RoutingControl, metrics: JudgeMetrics) -> None:
+    def __init__(self, repository: ModelRepository, control: RoutingControl) -> None:
         self._repository = repository
         self._control = control
-        self._metrics = metrics
 
     @property
     def control(self) -> RoutingControl:
@@ -88,7 +86,6 @@ class ReleaseManager:
         if shadow is not None and shadow.version == version:
             raise InvalidInputError(f"version {version} is the shadow version of model '{model}'")
         weights = {v: 100 if v == version else 0 for v in sorted(record.loaded)}
-        self._metrics.promotions.labels(model, str(version)).inc()
         return RoutingChange(ChangeKind.PROMOTE, model, fingerprint(routing), version=version, weights=weights)
 
     def rollback(self, model: str, version: int, reason: str = "manual") -> RoutingChange:
@@ -104,7 +101,6 @@ class ReleaseManager:
             raise InvalidInputError(
                 f"version {version} is the only version of model '{model}' with weight; promote another one instead"
             )
-        self._metrics.rollbacks.labels(model, str(version), "manual").inc()
         at = datetime.now(UTC).isoformat(timespec="seconds")
         return RoutingChange(ChangeKind.ROLLBACK, model, fingerprint(routing), version=version, reason=reason, at=at)
 

@@ -22,9 +22,15 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from server.app import state_directory
+from server.coordination.channel import Message
+from server.coordination.hub import CoordinationHub
 from server.http.side_server import SideHttpServer
 from server.lifecycle import run_loop
 from server.settings import ServerSettings
+from server.telemetry.judge_metrics import JudgeMetrics
+from server.traffic.control import RoutingControl
+from server.traffic.state_store import RoutingStateStore
 from server.workers.handle import WorkerHandle, start_worker
 from server.workers.ports import reserve_port
 from server.workers.restarts import RestartBudget
@@ -63,6 +69,7 @@ class Supervisor:
         self._stopping = False
         self._exit_code = 0
         self._stop: asyncio.Event | None = None
+        self._hub: CoordinationHub | None = None
 
     def is_ready(self) -> bool:
         return self._all_ready and not self._stopping
@@ -77,7 +84,10 @@ class Supervisor:
         with reserve_port(grpc.host, grpc.port) as reserved:
             port = int(reserved.getsockname()[1])
             self._child_settings = worker_settings(self._settings, port)
-            http, http_port = await self._start_http()
+            registry = self._metrics_registry()
+            http, http_port = await self._start_http(registry)
+            self._hub = self._start_hub(registry)
+            judging = asyncio.create_task(self._hub.judge.run(), name="canary judge")
             log.info(
                 "server listening",
                 extra={"grpc_port": port, "http_port": http_port, "host": grpc.host, "workers": self._settings.workers},
@@ -87,34 +97,56 @@ class Supervisor:
                     self._spawn(slot)
                 await self._stop.wait()
             finally:
+                judging.cancel()
+                await asyncio.gather(judging, return_exceptions=True)
+                await self._hub.stop()
                 await self._stop_workers()
                 if http is not None:
                     await http.stop()
         return self._exit_code
 
-    async def _start_http(self) -> tuple[SideHttpServer | None, int]:
-        if not self._settings.http.enabled:
-            return None, 0
+    def _metrics_registry(self) -> CollectorRegistry:
+        """Every worker's samples merged (their files), plus the judge's own families (in this process)."""
         registry = CollectorRegistry()
         # prometheus_client's multiprocess module has no annotations.
         MultiProcessCollector(registry, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        return registry
+
+    async def _start_http(self, registry: CollectorRegistry) -> tuple[SideHttpServer | None, int]:
+        if not self._settings.http.enabled:
+            return None, 0
         http = SideHttpServer(registry, self.is_ready)
         return http, await http.start(self._settings.http.host, self._settings.http.port)
+
+    def _start_hub(self, registry: CollectorRegistry) -> CoordinationHub:
+        """The coordination hub: owns the routing state file and judges canaries on every worker's traffic.
+
+        The judge's families live only here (workers have none), so /metrics shows each once.
+        """
+        metrics = JudgeMetrics(registry)
+        store = RoutingStateStore(state_directory(self._settings))
+        control = RoutingControl(store, owner=True, on_change=metrics.changed)
+        return CoordinationHub(control, registry, metrics)
 
     def _spawn(self, slot: int) -> None:
         worker = start_worker(self._context, self._child_settings, slot, asyncio.get_running_loop())
         self._workers[slot] = worker
-        worker.watch(self._on_event, self._on_exit)
+        worker.watch(self._on_message, self._on_exit)
+        if self._hub is not None:
+            self._hub.attach(slot, worker.channel)
         log.info("worker started", extra={"worker": slot, "pid": worker.pid})
 
-    def _on_event(self, worker: WorkerHandle, event: str) -> None:
-        self._update_readiness()
+    def _on_message(self, worker: WorkerHandle, message: Message) -> None:
+        assert self._hub is not None
+        self._hub.on_message(worker.slot, message, lambda event: self._update_readiness())
 
     def _on_exit(self, worker: WorkerHandle) -> None:
         # Drops the dead pid's live gauges; its counters and histograms stay in the totals.
         mark_process_dead(worker.pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
         if self._workers.get(worker.slot) is worker:
             del self._workers[worker.slot]
+        if self._hub is not None:
+            self._hub.detach(worker.slot, worker.channel)
         expected = self._stopping and worker.exitcode == 0
         log.log(
             logging.INFO if expected else logging.WARNING,

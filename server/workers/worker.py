@@ -2,21 +2,22 @@
 
 The supervisor hands it settings with the reserved port, reuse_port on and no HTTP side port
 (the supervisor serves /metrics for all workers). The worker reports "ready" and "draining"
-over a one-way pipe, and drains on SIGTERM exactly like a standalone server.
+over a two-way pipe, on which it also asks the supervisor to coordinate loads and routing changes
+and runs the supervisor's commands (server.coordination), and drains on SIGTERM exactly like a
+standalone server.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 
+from server.coordination.remote import WorkerLink
 from server.lifecycle import run_loop, serve
 from server.settings import ServerSettings
 from server.telemetry.logging import configure_logging
@@ -38,14 +39,6 @@ class _WorkerFields(logging.Filter):
         return True
 
 
-def _notifier(conn: Connection) -> Callable[[str], None]:
-    def notify(event: str) -> None:
-        with contextlib.suppress(OSError):  # the supervisor is gone; the orphan watch stops us
-            conn.send_bytes(event.encode())
-
-    return notify
-
-
 def _stop_when_orphaned() -> None:
     """SIGTERM ourselves (a normal drain) if the supervisor dies, so no worker outlives it."""
     parent = os.getppid()
@@ -65,7 +58,7 @@ def worker_main(settings: ServerSettings, slot: int, conn: Connection) -> None:
         handler.addFilter(_WorkerFields(slot))
     _stop_when_orphaned()
     try:
-        run_loop(serve(settings, role="worker", notify=_notifier(conn)), settings.use_uvloop)
+        run_loop(serve(settings, role="worker", link=WorkerLink(conn)), settings.use_uvloop)
     except OSError as exc:
         log.error("worker failed to start", extra={"error": str(exc)})
         sys.exit(1)
