@@ -2,7 +2,8 @@
 
 Both hold `fraud` with versions 1 and 2 made of the *same* model file, so any difference in cost
 is routing, not the model: `off/` has no [routing] (every request goes to the highest version),
-`on/` splits 90/10 by weight with a sticky key (`user_id`, sent as gRPC metadata by the load).
+`decide/` routes by a sticky key (`user_id`, sent as gRPC metadata by the load) with weights 100/0,
+so every decision is made but one batcher serves all, and `on/` splits 90/10 with the same key.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+_STICKY = 'max_batch_size = 64\n\n[routing]\nweights = {weights}\nsticky_key = "user_id"\n'
 CONFIGS = {
     "off": "max_batch_size = 64\n",
-    "on": 'max_batch_size = 64\n\n[routing]\nweights = { "1" = 90, "2" = 10 }\nsticky_key = "user_id"\n',
+    # every decision made (sticky hash, table lookup, counting), all traffic still on one version
+    "decide": _STICKY.replace("{weights}", '{ "1" = 100, "2" = 0 }'),
+    # the same, with traffic split over two batchers
+    "on": _STICKY.replace("{weights}", '{ "1" = 90, "2" = 10 }'),
 }
 
 
 def build(source: Path, out: Path, model: str = "fraud") -> dict[str, Path]:
-    """Write out/off and out/on; returns {name: repository}."""
+    """Write out/<name> for each of CONFIGS; returns {name: repository}."""
     model_file = source / model / "1" / "model.onnx"
     if not model_file.is_file():
         raise FileNotFoundError(f"{model_file} is missing (run `make models`)")
