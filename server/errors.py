@@ -35,6 +35,10 @@ class ModelLoadError(ServerError):
     """Loading a model or one of its versions failed; the reason is in the message."""
 
 
+class ConflictError(ServerError):
+    """A change was made against state that has changed since (e.g. a routing change racing a reload)."""
+
+
 class UnsupportedError(ServerError):
     """A protocol feature that this server deliberately does not implement."""
 
@@ -50,6 +54,7 @@ STATUS_BY_ERROR: dict[type[ServerError], str] = {
     DeadlineExceededError: "DEADLINE_EXCEEDED",
     ModelLoadError: "INVALID_ARGUMENT",
     UnsupportedError: "UNIMPLEMENTED",
+    ConflictError: "ABORTED",
 }
 
 

@@ -133,9 +133,7 @@ def table_from_config(config: RoutingConfig, model: str, ready: Collection[int])
         raise ModelLoadError(
             f"[routing] weights name version(s) {listed} of model '{model}' that did not load; ready: {available}"
         )
-    shadow = config.shadow
-    if shadow is not None and shadow.version not in ready_set:
-        raise ModelLoadError(f"[routing] shadow version {shadow.version} of model '{model}' did not load")
+    shadow = config.shadow  # a shadow version that did not load is simply not shadowed (build_table drops it)
     return build_table(
         config.weights,
         ready_set,

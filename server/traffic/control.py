@@ -69,6 +69,11 @@ class RoutingControl:
         """The RoutingPolicy of the repository: the config's table with the run-time state applied."""
         versions = set(ready)
         table = default_table(config, model, versions)  # validates the config itself; raises on bad routing
+        if config.shadow is not None and config.shadow.version not in versions:
+            log.warning(
+                "shadow version did not load; the model serves without shadow traffic",
+                extra={"model": model, "version": config.shadow.version},
+            )
         state = self.current_state(model, config)
         if not config.weights or state is None:
             if config.weights:

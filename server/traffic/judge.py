@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from server.errors import ServerError
 from server.routing.changes import ChangeKind, RoutingChange
 from server.routing.config import JudgeConfig
 from server.routing.judge import Outcome, Verdict, WindowStats, judge_canary, next_step
@@ -122,9 +123,18 @@ class CanaryJudge:
             self._record(target, totals, now)
             if not target.paused and target.stable is not None:
                 changes.extend(self._judge(target, now))
+        applied = []
         for change in changes:
-            await self._apply(change)
-        return changes
+            try:
+                await self._apply(change)
+            except ServerError as error:  # e.g. a reload changed the routing meanwhile: the next pass sees it
+                log.warning(
+                    "canary judge change not applied",
+                    extra={"model": change.model, "version": change.version, "error": str(error)},
+                )
+                continue
+            applied.append(change)
+        return applied
 
     def _record(self, target: JudgeTarget, totals: Totals, now: float) -> None:
         horizon = now - target.config.window_s * MAX_WINDOW_STRETCH

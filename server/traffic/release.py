@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from server.errors import InvalidInputError, ModelNotReadyError
+from server.errors import ConflictError, InvalidInputError, ModelNotReadyError
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
 from server.routing.changes import ChangeKind, RoutingChange, fingerprint
@@ -29,10 +29,14 @@ class ReleaseManager:
         return self._control
 
     async def apply(self, change: RoutingChange) -> None:
-        """Make `change` take effect here; a change made for another config than the one serving is dropped."""
+        """Make `change` take effect here; ConflictError if the model's [routing] changed since it was made."""
         record = self._repository.record(change.model)
         if record.config is None or fingerprint(record.config.routing) != change.fingerprint:
-            return  # the config changed (a reload raced the change): the new config's routing stands
+            # A reload raced the change: the new config's routing stands, and the caller hears why.
+            raise ConflictError(
+                f"the [routing] config of model '{change.model}' changed (a reload) while this change was made; "
+                "look at the routing again and repeat the change if it still applies"
+            )
         self._control.apply(change)
         await self._repository.reroute(change.model)
 

@@ -13,6 +13,7 @@ import pytest
 from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from server.app import App
+from server.errors import ConflictError
 from tests.integration.routing_support import (
     build_routing_repository,
     labelled,
@@ -209,3 +210,27 @@ async def test_a_reload_moves_traffic_with_no_failed_request_under_load(served: 
     await asyncio.gather(*loaders)  # any failed request would have raised here
     after = seen[switched + 64 :]  # requests already in flight at the switch may still be on version 1
     assert set(after) == {2}
+
+
+async def test_a_shadow_version_that_fails_to_load_leaves_the_model_serving(tmp_path: Path) -> None:
+    models = {1: onnx_models.scaled(1.0), 3: b"not an onnx file"}
+    config = routing_config('weights = { "1" = 100 }\nshadow = { version = 3, fraction = 1.0 }')
+    onnx_models.write_versions(tmp_path, "m", models, config)
+    async with running_app(tmp_path) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        assert await served_versions(stub, [request("m") for _ in range(10)]) == [1] * 10
+        routing = app.repository.record("m").routing
+        assert routing is not None and routing.shadow_version is None
+        index = {(e.name, e.version): e.state for e in (await stub.RepositoryIndex(pb.RepositoryIndexRequest())).models}
+        assert index[("m", "1")] == "READY" and index[("m", "3")] == "UNAVAILABLE"
+
+
+async def test_a_routing_change_racing_a_reload_is_refused_not_misapplied(served: Served, tmp_path: Path) -> None:
+    app, stub = served
+    change = app.release.set_weights("split", {1: 0, 2: 100})  # made against the config now serving
+    (tmp_path / "split" / "config.toml").write_text(routing_config('weights = { "1" = 60, "2" = 40 }'))
+    await stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="split"))
+    with pytest.raises(ConflictError, match=r"changed \(a reload\) while this change was made"):
+        await app.coordinator.change_routing(change)
+    routing = app.repository.record("split").routing
+    assert routing is not None and routing.weights == {1: 60, 2: 40}

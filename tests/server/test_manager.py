@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from server.errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
 from server.model_config import ModelConfig
 from server.repository.manager import ModelRepository
 from server.repository.records import IndexEntry, ModelRecord, State
+from server.routing.config import RoutingConfig
+from server.routing.table import RoutingTable, default_table
 from server.runtime.runner import RunResult, RunTimings
 from server.statistics import VersionStatistics
 from server.telemetry.metrics import ServerMetrics
@@ -501,3 +503,52 @@ async def test_concurrent_loads_of_one_model_are_serialised(root: Path, loader: 
     assert peak == 1
     assert [runner.close_calls for runner in loader.runners] == [1, 0]
     assert runner_of(repo.resolve("m")) is loader.runners[1]
+
+
+async def test_a_partly_failing_reload_applies_nothing(root: Path, loader: FakeLoader, repo: ModelRepository) -> None:
+    for version in (1, 2):
+        add_version(root, "m", version)
+    await repo.load("m")
+    before = repo.record("m")
+
+    loader.failures[("m", 2)] = ModelLoadError("version 2 is corrupt now")
+    with pytest.raises(
+        ModelLoadError, match="nothing changed, previous versions keep serving: version 2: version 2 is"
+    ):
+        await repo.load("m")
+
+    assert repo.record("m").loaded == before.loaded
+    new_version_1 = loader.runners[-1]  # loaded for the abandoned reload, then closed again
+    assert new_version_1.close_calls == 1
+    assert all(runner_of(loaded).close_calls == 0 for loaded in before.loaded.values())
+
+
+async def test_a_first_load_serves_the_versions_that_loaded(
+    root: Path, loader: FakeLoader, repo: ModelRepository
+) -> None:
+    for version in (1, 2):
+        add_version(root, "m", version)
+    loader.failures[("m", 2)] = ModelLoadError("corrupt")
+    await repo.load("m")
+    assert sorted(repo.record("m").loaded) == [1]
+    assert repo.record("m").status[2].state == State.UNAVAILABLE
+
+
+async def test_reroute_republishes_the_record_with_a_fresh_table(root: Path, loader: FakeLoader) -> None:
+    for version in (1, 2):
+        add_version(root, "m", version)
+    write_config(root, "m", '[routing]\nweights = { "1" = 90, "2" = 10 }\n')
+    overrides: dict[int, int] = {}
+
+    def policy(config: RoutingConfig, name: str, ready: Collection[int]) -> RoutingTable:
+        weights = {**config.weights, **overrides}
+        return default_table(config.model_copy(update={"weights": weights}), name, ready)
+
+    repo = ModelRepository(root, loader, routing=policy)
+    await repo.load("m")
+    loaded = repo.record("m").loaded
+    overrides.update({1: 0, 2: 100})
+    record = await repo.reroute("m")
+    assert record.routing is not None and record.routing.weights == {1: 0, 2: 100}
+    assert record.loaded == loaded and repo.record("m") is record
+    assert repo.resolve("m").version == 2  # the default version follows the stable one
