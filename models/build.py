@@ -22,11 +22,20 @@ from _builder.shapes import build_shapes  # noqa: E402
 # Exact text of each model's config.toml (the server's config schema).
 CONFIGS: dict[str, str] = {
     "fraud": (
-        "# Fraud scoring on 12 raw transaction features. Two versions are served.\n"
+        "# Fraud scoring on 12 raw transaction features. Two versions are served: the logistic\n"
+        "# regression (v1) is stable, the MLP (v2) is a 10 % canary, judged and rolled back by the server.\n"
         "max_batch_size = 64\n"
         "\n"
         "[versions]\n"
         'policy = "all"\n'
+        "\n"
+        "[routing]\n"
+        'weights = { "1" = 90, "2" = 10 }\n'
+        "# Callers that send a user_id (request parameter or gRPC metadata) stay on one version.\n"
+        'sticky_key = "user_id"\n'
+        "\n"
+        "[routing.judge]\n"
+        "enabled = true\n"
     ),
     "shapes": "# 16x16 grayscale shape classifier.\nmax_batch_size = 32\n",
 }

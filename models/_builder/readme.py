@@ -12,7 +12,7 @@ Everything here is trained from synthetic data the script generates itself (fixe
 
 ```
 models/
-  fraud/config.toml       max_batch_size = 64, versions policy "all" (v1 and v2 both served)
+  fraud/config.toml       max_batch_size = 64, versions policy "all", routing 90/10 (v2 a judged canary)
   fraud/1/model.onnx      logistic regression
   fraud/2/model.onnx      MLP 12 -> 32 -> 2 with ReLU
   shapes/config.toml      max_batch_size = 32

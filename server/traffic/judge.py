@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: At low traffic a window may stretch to this many window lengths to reach min_requests.
 MAX_WINDOW_STRETCH = 10
+#: The longest the judge sleeps: how late it may notice a newly routed model.
+IDLE_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,17 @@ class CanaryJudge:
                 await self.check()
             except Exception:
                 log.exception("canary judge pass failed")
-            await asyncio.sleep(self._tick_s)
+            await asyncio.sleep(self._wait_s())
+
+    def _wait_s(self) -> float:
+        """Until the next model is due: at least `tick_s`, at most IDLE_WAIT_S (new models are noticed then)."""
+        now = self._clock()
+        due = [
+            self._last_check.get(t.model, -1e18) + t.config.interval_s - now
+            for t in self._targets()
+            if t.config.enabled
+        ]
+        return min(max(min(due, default=IDLE_WAIT_S), self._tick_s), IDLE_WAIT_S)
 
     async def check(self) -> list[RoutingChange]:
         """One pass: the models whose interval is up get their verdicts; returns the changes applied."""

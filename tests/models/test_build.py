@@ -12,6 +12,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from server.model_config import load_model_config
+
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
@@ -29,8 +31,11 @@ CONTRACTS = {
     "shapes/1": Contract("image", (1, 16, 16), "probabilities", "class_id", 4),
 }
 CONFIGS = {
-    "fraud": "# Fraud scoring on 12 raw transaction features. Two versions are served.\nmax_batch_size = 64\n\n"
-    '[versions]\npolicy = "all"\n',
+    "fraud": "# Fraud scoring on 12 raw transaction features. Two versions are served: the logistic\n"
+    "# regression (v1) is stable, the MLP (v2) is a 10 % canary, judged and rolled back by the server.\n"
+    'max_batch_size = 64\n\n[versions]\npolicy = "all"\n\n[routing]\nweights = { "1" = 90, "2" = 10 }\n'
+    "# Callers that send a user_id (request parameter or gRPC metadata) stay on one version.\n"
+    'sticky_key = "user_id"\n\n[routing.judge]\nenabled = true\n',
     "shapes": "# 16x16 grayscale shape classifier.\nmax_batch_size = 32\n",
 }
 
@@ -76,6 +81,8 @@ def test_layout_and_configs(builds: tuple[Path, Path, dict[str, float]]) -> None
     for name, text in CONFIGS.items():
         assert (first / name / "config.toml").read_text() == text
         assert (MODELS_DIR / name / "config.toml").read_text() == text
+    routing = load_model_config(MODELS_DIR / "fraud").routing  # the server accepts it, as meant
+    assert routing.weights == {1: 90, 2: 10} and routing.sticky_key == "user_id" and routing.judge.enabled
 
 
 def test_model_headers_and_size(builds: tuple[Path, Path, dict[str, float]]) -> None:

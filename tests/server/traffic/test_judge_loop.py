@@ -152,3 +152,13 @@ async def test_a_paused_judge_gives_no_verdicts() -> None:
         traffic.add(2, 100, errors=100)
         await step(judge, traffic)
     assert applied == [] and ("m", 2) not in judge.status
+
+
+async def test_the_judge_sleeps_until_the_next_model_is_due() -> None:
+    judge, traffic, _ = make(CONFIG)
+    assert judge._wait_s() == 0.05  # never checked: due now (the shortest tick)
+    await step(judge, traffic, 0.0)
+    traffic.now += 0.3
+    assert abs(judge._wait_s() - 0.7) < 1e-9
+    judge._targets = list  # no judged model: the idle wait
+    assert judge._wait_s() == 1.0
