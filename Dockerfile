@@ -18,7 +18,12 @@ COPY loadtest ./loadtest
 RUN python -m pip install --no-cache-dir .
 
 COPY --chown=inference:inference models /models
+# Routing state (rollbacks, weights set through the admin API) must survive restarts and the
+# models volume is often read-only: it lives in a volume of its own.
+RUN mkdir -p /var/lib/oip-server && chown inference:inference /var/lib/oip-server
+ENV SERVER_STATE_DIR=/var/lib/oip-server
 VOLUME ["/models"]
+VOLUME ["/var/lib/oip-server"]
 
 USER inference
 EXPOSE 8001 8002

@@ -14,11 +14,12 @@ as the :class:`RetryPolicy` allows.
 from clients.aio import AsyncInferenceClient
 from clients.client import InferenceClient
 from clients.errors import InferenceServerError
-from clients.results import ModelMetadata, RepositoryEntry, ServerMetadata, TensorMetadata
+from clients.results import InferResult, ModelMetadata, RepositoryEntry, ServerMetadata, TensorMetadata
 from clients.retry import RetryPolicy
 
 __all__ = [
     "AsyncInferenceClient",
+    "InferResult",
     "InferenceClient",
     "InferenceServerError",
     "ModelMetadata",

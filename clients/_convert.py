@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clients.results import ModelMetadata, RepositoryEntry, ServerMetadata, TensorMetadata
+from clients.results import InferResult, ModelMetadata, RepositoryEntry, ServerMetadata, TensorMetadata
 from oip import codec
 from oip.v1 import grpc_service_pb2 as pb
 
@@ -79,6 +79,11 @@ def parse_infer_response(response: pb.ModelInferResponse) -> dict[str, npt.NDArr
         else:
             result[output.name] = _typed_contents_to_array(output)
     return result
+
+
+def parse_infer_result(response: pb.ModelInferResponse) -> InferResult:
+    """The response's outputs (see parse_infer_response) with the model, version and id that answered."""
+    return InferResult(response.model_name, response.model_version, response.id, parse_infer_response(response))
 
 
 def _typed_contents_to_array(output: pb.ModelInferResponse.InferOutputTensor) -> npt.NDArray[Any]:

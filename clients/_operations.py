@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 
 from clients import _convert
 from clients._convert import ParameterValue, version_string
-from clients.results import ModelMetadata, RepositoryEntry, ServerMetadata
+from clients.results import InferResult, ModelMetadata, RepositoryEntry, ServerMetadata
 from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import model_config_pb2
 
@@ -116,6 +116,22 @@ def infer(
         model, inputs, version=version, outputs=outputs, request_id=request_id, parameters=parameters
     )
     return Operation("ModelInfer", request, pb.ModelInferResponse, _convert.parse_infer_response)
+
+
+def infer_result(
+    model: str,
+    inputs: Mapping[str, npt.ArrayLike],
+    *,
+    version: str | int | None,
+    outputs: Sequence[str] | None,
+    request_id: str,
+    parameters: Mapping[str, ParameterValue] | None,
+) -> Operation[pb.ModelInferResponse, InferResult]:
+    """ModelInfer -> the outputs with the model, version and id that answered."""
+    request = _convert.build_infer_request(
+        model, inputs, version=version, outputs=outputs, request_id=request_id, parameters=parameters
+    )
+    return Operation("ModelInfer", request, pb.ModelInferResponse, _convert.parse_infer_result)
 
 
 def _ignore(_reply: Message) -> None:

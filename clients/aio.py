@@ -12,7 +12,7 @@ import numpy.typing as npt
 from clients import _operations as ops
 from clients._base import ClientBase
 from clients._convert import ParameterValue
-from clients.results import ModelMetadata, RepositoryEntry, ServerMetadata
+from clients.results import InferResult, ModelMetadata, RepositoryEntry, ServerMetadata
 from clients.retry import call_with_retry_async
 from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import model_config_pb2
@@ -97,6 +97,23 @@ class AsyncInferenceClient(ClientBase):
     ) -> dict[str, npt.NDArray[Any]]:
         """See :meth:`InferenceClient.infer`."""
         operation = ops.infer(
+            model, inputs, version=version, outputs=outputs, request_id=request_id, parameters=parameters
+        )
+        return await self._run(operation, timeout)
+
+    async def infer_result(
+        self,
+        model: str,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        *,
+        version: str | int | None = None,
+        outputs: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline sent with the call, same as the sync API
+        request_id: str = "",
+        parameters: Mapping[str, ParameterValue] | None = None,
+    ) -> InferResult:
+        """See :meth:`InferenceClient.infer_result`."""
+        operation = ops.infer_result(
             model, inputs, version=version, outputs=outputs, request_id=request_id, parameters=parameters
         )
         return await self._run(operation, timeout)

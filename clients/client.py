@@ -12,7 +12,7 @@ import numpy.typing as npt
 from clients import _operations as ops
 from clients._base import ClientBase
 from clients._convert import ParameterValue
-from clients.results import ModelMetadata, RepositoryEntry, ServerMetadata
+from clients.results import InferResult, ModelMetadata, RepositoryEntry, ServerMetadata
 from clients.retry import call_with_retry
 from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import model_config_pb2
@@ -120,6 +120,24 @@ class InferenceClient(ClientBase):
                 tensors do not decode.
         """
         operation = ops.infer(
+            model, inputs, version=version, outputs=outputs, request_id=request_id, parameters=parameters
+        )
+        return self._run(operation, timeout)
+
+    def infer_result(
+        self,
+        model: str,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        *,
+        version: str | int | None = None,
+        outputs: Sequence[str] | None = None,
+        timeout: float | None = None,
+        request_id: str = "",
+        parameters: Mapping[str, ParameterValue] | None = None,
+    ) -> InferResult:
+        """Like :meth:`infer`, with the response's envelope: ``model_version`` names the version that served
+        the request (the server's routing choice when ``version`` is None)."""
+        operation = ops.infer_result(
             model, inputs, version=version, outputs=outputs, request_id=request_id, parameters=parameters
         )
         return self._run(operation, timeout)

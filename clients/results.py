@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import numpy.typing as npt
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,13 @@ class RepositoryEntry:
     version: str
     state: str
     reason: str
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """A ModelInfer answer with its envelope: which version served it (the router's choice when none was named)."""
+
+    model_name: str
+    model_version: str
+    request_id: str
+    outputs: dict[str, npt.NDArray[Any]]

@@ -64,6 +64,8 @@ def test_docker_image_is_production_shaped() -> None:
     assert user and user.group(1) not in {"root", "0"}
     assert re.search(r"^EXPOSE 8001 8002$", DOCKERFILE, re.MULTILINE)
     assert 'VOLUME ["/models"]' in DOCKERFILE
+    # routing state persists outside the (often read-only) models volume
+    assert "ENV SERVER_STATE_DIR=/var/lib/oip-server" in DOCKERFILE and 'VOLUME ["/var/lib/oip-server"]' in DOCKERFILE
     assert "HEALTHCHECK" in DOCKERFILE and "/v2/health/ready" in DOCKERFILE
 
 

@@ -132,6 +132,19 @@ def test_infer_pinned_versions_and_request_id(client: InferenceClient) -> None:
     check_fraud_outputs(client.infer("fraud", {"features": features}, version=2), rows=1)
 
 
+def test_infer_result_names_the_version_that_served(client: InferenceClient) -> None:
+    features = fraud_features(rows=1)
+    pinned = client.infer_result("fraud", {"features": features}, version=2, request_id="req-7")
+    assert (pinned.model_name, pinned.model_version, pinned.request_id) == ("fraud", "2", "req-7")
+    check_fraud_outputs(pinned.outputs, rows=1)
+    # The bundled fraud model routes 90/10 with sticky_key = "user_id": one caller, one version.
+    served = {
+        client.infer_result("fraud", {"features": features}, parameters={"user_id": "alice"}).model_version
+        for _ in range(10)
+    }
+    assert len(served) == 1 and served <= {"1", "2"}
+
+
 def test_model_config_and_statistics(client: InferenceClient) -> None:
     assert client.model_config("fraud").name == "fraud"
     client.infer("fraud", {"features": fraud_features()}, version="1")
@@ -187,6 +200,8 @@ async def test_async_infer(example_server_address: str) -> None:
             "fraud", {"features": fraud_features()}, outputs=["scores"], version="1", request_id="req-a"
         )
         assert list(subset) == ["scores"]
+        result = await client.infer_result("fraud", {"features": fraud_features()}, version=1)
+        assert result.model_version == "1" and set(result.outputs) == {"scores", "label"}
 
 
 async def test_async_errors(example_server_address: str) -> None:
