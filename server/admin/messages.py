@@ -53,7 +53,8 @@ def routing_state(
             entry.rolled_back_at = rollback.at
             entry.rollback_evidence.update(rollback.evidence)
         status = verdicts.get(version)
-        if status is not None:
+        # A verdict describes a canary: once promoted to stable (or made idle by hand) it is history.
+        if status is not None and (entry.role == "canary" or entry.rolled_back):
             entry.verdict = status.verdict.outcome.value
             entry.failed_checks = status.failed_checks
             entry.verdict_evidence.update(status.verdict.evidence)

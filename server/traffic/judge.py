@@ -96,6 +96,7 @@ class CanaryJudge:
         self._history: dict[tuple[str, int], deque[tuple[float, WindowStats]]] = {}
         self._failures: dict[tuple[str, int], int] = {}
         self._counted_at: dict[tuple[str, int], float] = {}
+        self._fingerprints: dict[str, str] = {}
         self.status: dict[tuple[str, int], CanaryStatus] = {}
         """The latest verdict on every canary, for the admin API."""
 
@@ -121,10 +122,10 @@ class CanaryJudge:
     async def check(self) -> list[RoutingChange]:
         """One pass: the models whose interval is up get their verdicts; returns the changes applied."""
         now = self._clock()
+        targets = [target for target in self._targets() if target.config.enabled]
+        self._forget_changed_models({target.model: target.fingerprint for target in targets})
         due = [
-            target
-            for target in self._targets()
-            if target.config.enabled and now - self._last_check.get(target.model, -1e18) >= target.config.interval_s
+            target for target in targets if now - self._last_check.get(target.model, -1e18) >= target.config.interval_s
         ]
         if not due:
             return []
@@ -147,6 +148,18 @@ class CanaryJudge:
                 continue
             applied.append(change)
         return applied
+
+    def _forget_changed_models(self, current: dict[str, str]) -> None:
+        """Start afresh for a model whose [routing] changed, and forget models no longer judged."""
+        for model, known in list(self._fingerprints.items()):
+            if current.get(model) == known:
+                continue
+            del self._fingerprints[model]
+            self._last_check.pop(model, None)
+            for per_version in (self.status, self._history, self._failures, self._counted_at):
+                for key in [key for key in per_version if key[0] == model]:
+                    del per_version[key]
+        self._fingerprints.update(current)
 
     def _record(self, target: JudgeTarget, totals: Totals, now: float) -> None:
         horizon = now - target.config.window_s * MAX_WINDOW_STRETCH

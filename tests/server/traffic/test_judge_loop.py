@@ -162,3 +162,20 @@ async def test_the_judge_sleeps_until_the_next_model_is_due() -> None:
     assert abs(judge._wait_s() - 0.7) < 1e-9
     judge._targets = list  # no judged model: the idle wait
     assert judge._wait_s() == 1.0
+
+
+async def test_a_changed_config_or_a_disabled_judge_starts_afresh() -> None:
+    judge, traffic, _ = make(CONFIG)
+    traffic.add(1, 0)
+    traffic.add(2, 0)
+    await step(judge, traffic)
+    traffic.add(1, 900)
+    traffic.add(2, 100, errors=50)
+    await step(judge, traffic)
+    assert judge.status[("m", 2)].failed_checks == 1
+    judge._targets = lambda: [JudgeTarget("m", "other-config", {1: 90, 2: 10}, 1, (2,), CONFIG)]
+    await step(judge, traffic)
+    assert judge.status[("m", 2)].verdict.outcome is Outcome.WAITING  # a new baseline, no old failures
+    judge._targets = list
+    await step(judge, traffic)
+    assert judge.status == {}
