@@ -2,8 +2,9 @@
 
 Both hold `fraud` with versions 1 and 2 made of the *same* model file, so any difference in cost
 is routing, not the model: `off/` has no [routing] (every request goes to the highest version),
-`decide/` routes by a sticky key (`user_id`, sent as gRPC metadata by the load) with weights 100/0,
-so every decision is made but one batcher serves all, and `on/` splits 90/10 with the same key.
+`decide/` routes by a sticky key (`user_id`, sent as gRPC metadata by the load: HEADER) with weights
+100/0, so every decision is made but one batcher serves all, and `on/` splits 90/10 by weighted
+draw (its sticky key is configured but not sent, so the metadata is searched on every request).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-_STICKY = 'max_batch_size = 64\n\n[routing]\nweights = {weights}\nsticky_key = "user_id"\n'
+#: The load sends this gRPC metadata with every request, in every configuration (so transport costs are equal).
+HEADER = "user_id: u-17"
+_ROUTED = 'max_batch_size = 64\n\n[routing]\nweights = {weights}\nsticky_key = "{key}"\n'
 CONFIGS = {
     "off": "max_batch_size = 64\n",
-    # every decision made (sticky hash, table lookup, counting), all traffic still on one version
-    "decide": _STICKY.replace("{weights}", '{ "1" = 100, "2" = 0 }'),
-    # the same, with traffic split over two batchers
-    "on": _STICKY.replace("{weights}", '{ "1" = 90, "2" = 10 }'),
+    # the sticky key is found and hashed on every request; weights 100/0 keep one batcher, as with "off"
+    "decide": _ROUTED.replace("{weights}", '{ "1" = 100, "2" = 0 }').replace("{key}", "user_id"),
+    # two weighted versions, 90/10 by weighted draw: the sticky key configured ("session") is not sent
+    "on": _ROUTED.replace("{weights}", '{ "1" = 90, "2" = 10 }').replace("{key}", "session"),
 }
 
 
