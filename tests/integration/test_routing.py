@@ -234,3 +234,28 @@ async def test_a_routing_change_racing_a_reload_is_refused_not_misapplied(served
         await app.coordinator.change_routing(change)
     routing = app.repository.record("split").routing
     assert routing is not None and routing.weights == {1: 60, 2: 40}
+
+
+async def test_a_stream_routes_by_its_metadata_and_each_request_s_parameters(served: Served) -> None:
+    _, stub = served
+
+    async def requests(users: list[str | None]) -> AsyncIterator[pb.ModelInferRequest]:
+        for i, user in enumerate(users):
+            message = request("sticky") if user is None else request("sticky", user_id=user)
+            message.id = str(i)
+            yield message
+
+    def versions(responses: list[pb.ModelStreamInferResponse]) -> list[int]:
+        assert all(r.error_message == "" for r in responses)
+        return [int(r.infer_response.model_version) for r in responses]
+
+    # The stream's metadata is every request's sticky key...
+    call = stub.ModelStreamInfer(requests([None] * 10), metadata=[("user_id", "stream-caller")])
+    by_metadata = versions([r async for r in call])
+    assert len(set(by_metadata)) == 1
+    # ...unless a request carries the parameter, which comes first: a caller the metadata's version does not serve.
+    users = [f"user-{i}" for i in range(20)]
+    unary = await served_versions(stub, [request("sticky", user_id=user) for user in users])
+    other = next(user for user, version in zip(users, unary, strict=True) if version != by_metadata[0])
+    call = stub.ModelStreamInfer(requests([other] * 5), metadata=[("user_id", "stream-caller")])
+    assert set(versions([r async for r in call])) == {3 - by_metadata[0]}
