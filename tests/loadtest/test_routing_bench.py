@@ -36,14 +36,14 @@ def test_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_bad_counts_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert routing_bench.main(["--rounds", "0"]) == 2
-    assert "must be >= 1" in capsys.readouterr().err
+    assert "--rounds >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed (make loadtest-setup)")
 def test_a_short_run_measures_every_configuration(tmp_path: Path) -> None:
     write_model(tmp_path, "tiny", identity("FP32"), versions=(1,))
     # one version on disk is enough: build() copies it to versions 1 and 2 of each repository
-    result = routing_bench.run("tiny", tmp_path, rounds=1, requests=300, concurrency=8)
-    assert set(result["median_req_per_s"]) == set(CONFIGS)
+    result = routing_bench.run("tiny", tmp_path, rounds=1, seconds=0.5, concurrency=8, warmup_s=0.2)
+    assert set(result["median_req_per_s"]) == {*CONFIGS, "pinned"}
     assert all(rate > 0 for rate in result["median_req_per_s"].values())
-    assert result["ratio_to_off"]["off"] == 1.0
+    assert result["ratio_to_off"]["off"] == 1.0 and result["on_over_pinned"] > 0
