@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy.typing as npt
 from google.protobuf.message import Message
@@ -100,22 +100,6 @@ def unload_model(model: str) -> Operation[pb.RepositoryModelUnloadResponse, None
     """RepositoryModelUnload: unload a model."""
     request = pb.RepositoryModelUnloadRequest(model_name=model)
     return Operation("RepositoryModelUnload", request, pb.RepositoryModelUnloadResponse, _ignore)
-
-
-def infer(
-    model: str,
-    inputs: Mapping[str, npt.ArrayLike],
-    *,
-    version: str | int | None,
-    outputs: Sequence[str] | None,
-    request_id: str,
-    parameters: Mapping[str, ParameterValue] | None,
-) -> Operation[pb.ModelInferResponse, dict[str, npt.NDArray[Any]]]:
-    """ModelInfer -> output name -> array (see :func:`clients._convert.build_infer_request`)."""
-    request = _convert.build_infer_request(
-        model, inputs, version=version, outputs=outputs, request_id=request_id, parameters=parameters
-    )
-    return Operation("ModelInfer", request, pb.ModelInferResponse, _convert.parse_infer_response)
 
 
 def infer_result(

@@ -96,10 +96,16 @@ class AsyncInferenceClient(ClientBase):
         parameters: Mapping[str, ParameterValue] | None = None,
     ) -> dict[str, npt.NDArray[Any]]:
         """See :meth:`InferenceClient.infer`."""
-        operation = ops.infer(
-            model, inputs, version=version, outputs=outputs, request_id=request_id, parameters=parameters
+        result = await self.infer_result(
+            model,
+            inputs,
+            version=version,
+            outputs=outputs,
+            timeout=timeout,
+            request_id=request_id,
+            parameters=parameters,
         )
-        return await self._run(operation, timeout)
+        return result.outputs
 
     async def infer_result(
         self,

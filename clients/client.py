@@ -119,10 +119,16 @@ class InferenceClient(ClientBase):
             oip.codec.TensorCodecError: an input dtype has no protocol datatype, or the response
                 tensors do not decode.
         """
-        operation = ops.infer(
-            model, inputs, version=version, outputs=outputs, request_id=request_id, parameters=parameters
+        result = self.infer_result(
+            model,
+            inputs,
+            version=version,
+            outputs=outputs,
+            timeout=timeout,
+            request_id=request_id,
+            parameters=parameters,
         )
-        return self._run(operation, timeout)
+        return result.outputs
 
     def infer_result(
         self,

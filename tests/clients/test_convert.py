@@ -238,8 +238,13 @@ def test_config_and_statistics_return_messages() -> None:
 
 
 def test_infer_operation_uses_the_request_builder() -> None:
-    operation = _operations.infer(
+    operation = _operations.infer_result(
         "fraud", INPUTS, version="1", outputs=["label"], request_id="r", parameters={"priority": 1}
     )
     assert operation.method == "ModelInfer"
     assert operation.request == build(version="1", outputs=["label"], request_id="r", parameters={"priority": 1})
+    response = raw_response({"scores": OUTPUTS["scores"]})
+    response.model_name, response.model_version, response.id = "fraud", "2", "r"
+    result = operation.parse(response)
+    assert (result.model_name, result.model_version, result.request_id) == ("fraud", "2", "r")
+    np.testing.assert_array_equal(result.outputs["scores"], OUTPUTS["scores"])
