@@ -94,8 +94,8 @@ class CoordinationHub:
 
     def _on_report(self, message: Message) -> None:
         model = str(message["model"])
-        if message.get("routed"):
-            self._control.forget_stale(model, str(message.get("fingerprint", "")))
+        if message.get("fingerprint"):  # the config that serves now: state made for another one is stale
+            self._control.forget_stale(model, str(message["fingerprint"]))
         target = message.get("target")
         if target is None:
             self._targets.pop(model, None)

@@ -88,7 +88,6 @@ class WorkerLink:
             {
                 "type": "report",
                 "model": record.name,
-                "routed": config is not None and bool(config.routing.weights),
                 "fingerprint": "" if config is None else fingerprint(config.routing),
                 "target": target_to_json(targets[0]) if targets else None,
             }

@@ -3,8 +3,8 @@
 `policy` is the repository's routing policy: the table a (re)load publishes is the config's,
 with the state's override and rollbacks applied. Changes go through `apply`, which persists
 them; the caller then republishes the model's record (`ModelRepository.reroute`).
-Under --workers, only the supervisor's control owns the file (`owner`); workers re-read it
-when the supervisor tells them that it changed.
+Under --workers, only the supervisor's control owns the file (`owner`): it records each change
+first, then every worker applies the same change to its own copy (read from the file at start).
 """
 
 from __future__ import annotations
@@ -35,17 +35,10 @@ class RoutingControl:
         self._on_change = on_change
         self._states = store.load()
 
-    def state(self, model: str) -> ModelRoutingState | None:
-        return self._states.get(model)
-
     def current_state(self, model: str, config: RoutingConfig) -> ModelRoutingState | None:
         """The model's state if it was made for `config`, else None (stale state does not apply)."""
         state = self._states.get(model)
         return state if state is not None and state.fingerprint == fingerprint(config) else None
-
-    def reread(self) -> None:
-        """Take the state from the file again (a worker, after the supervisor changed it)."""
-        self._states = self._store.load()
 
     def apply(self, change: RoutingChange) -> ModelRoutingState:
         """Apply and persist one change; returns the model's new state."""
@@ -74,10 +67,9 @@ class RoutingControl:
                 "shadow version did not load; the model serves without shadow traffic",
                 extra={"model": model, "version": config.shadow.version},
             )
+        self.forget_stale(model, fingerprint(config))  # this config serves from now on
         state = self.current_state(model, config)
         if not config.weights or state is None:
-            if config.weights:
-                self.forget_stale(model, fingerprint(config))
             return table
         weights = effective_weights(config.weights, state)
         if not any(weight > 0 for version, weight in weights.items() if version in versions):

@@ -52,23 +52,22 @@ class Router:
             return loaded, None
         record = self._repository.record(request.model_name)
         table = record.routing
-        decision = None
-        if table is not None:
-            key = self._sticky_key(table, request) if table.sticky_key else None
-            if key is None:
-                decision = choose(table, int(self._draw() * BUCKETS), False)
-            else:
-                decision = choose(table, sticky_bucket(table.salt, key), True)
-        if decision is None:
-            # No version ready: let the repository say why, in its words.
-            self._repository.resolve(request.model_name)
+        decision = None if table is None else self._decide(table, request)
+        if table is None or decision is None:
+            self._repository.resolve(request.model_name)  # no version is ready: raises, with the model's reason
             raise ModelNotReadyError(f"model '{request.model_name}' has no ready version")
-        loaded = record.loaded[decision[0]]
-        loaded.recorder.routed(decision[1])
-        assert table is not None
+        version, route = decision
+        loaded = record.loaded[version]
+        loaded.recorder.routed(route)
         if table.shadow_version is not None and self._draw() < table.shadow_fraction:
             return loaded, record.loaded.get(table.shadow_version)
         return loaded, None
+
+    def _decide(self, table: RoutingTable, request: InferRequest) -> tuple[int, Route] | None:
+        key = self._sticky_key(table, request) if table.sticky_key else None
+        if key is None:
+            return choose(table, int(self._draw() * BUCKETS), False)
+        return choose(table, sticky_bucket(table.salt, key), True)
 
     def _sticky_key(self, table: RoutingTable, request: InferRequest) -> bytes | None:
         """The request's sticky key: the parameter, else the gRPC metadata entry; None = route by weight."""
