@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the measurements in docs/benchmarks.md: P1, P2, P3, P5, uvloop on/off and --workers 2.
+# Reproduces the measurements in docs/benchmarks.md: P1, P2, P3, P5, uvloop on/off and --workers 2
+# (routing on/off: python -m loadtest.routing_bench).
 # Usage: scripts/benchmarks.sh [OUT_DIR]   (loopback only; about 15 minutes on 2 cores, 8 with SKIP_INSTRUCTIONS=1)
 # Throughput is measured twice: with h2load (a C client that leaves the cores to the server, as
 # perf_analyzer would) and with our Python client (which also reports latency percentiles).
@@ -13,7 +14,11 @@ PORT=18001
 METRICS=18002
 mkdir -p "$OUT" "$REPO"
 $PY -m loadtest.bench_models --out "$REPO"
-ln -sfn "$PWD/models/fraud" "$REPO/fraud"
+# fraud as runs 1-3 measured it: both versions, no [routing] (unversioned requests go to v2, the MLP). The
+# bundled config now splits 90/10; routing has its own benchmark (python -m loadtest.routing_bench).
+rm -rf "$REPO/fraud" && mkdir -p "$REPO/fraud"
+cp -r models/fraud/1 models/fraud/2 "$REPO/fraud/"
+printf 'max_batch_size = 64\n\n[versions]\npolicy = "all"\n' >"$REPO/fraud/config.toml"
 
 SERVER_PID=""
 start_server() {
