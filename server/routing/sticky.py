@@ -17,7 +17,12 @@ _MASK = 0xFFFF_FFFF
 
 def sticky_bucket(salt: bytes, key: bytes) -> int:
     """The bucket of a key: crc32 of salt then key, mixed, scaled onto [0, BUCKETS). Never Python's `hash()`."""
-    return (((zlib.crc32(key, zlib.crc32(salt)) * _MIX) & _MASK) * BUCKETS) >> 32
+    return bucket_after(zlib.crc32(salt), key)
+
+
+def bucket_after(salt_crc: int, key: bytes) -> int:
+    """`sticky_bucket` with the salt's crc32 already computed (a routing table keeps it)."""
+    return (((zlib.crc32(key, salt_crc) * _MIX) & _MASK) * BUCKETS) >> 32
 
 
 def key_bytes(value: object) -> bytes | str:

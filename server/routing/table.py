@@ -12,9 +12,10 @@ three or more weighted versions, keys may move between the lower versions as the
 
 from __future__ import annotations
 
+import zlib
 from bisect import bisect_right
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from server.errors import ModelLoadError
@@ -82,6 +83,14 @@ class RoutingTable:
     """The layout of the configured weights."""
     fallback: Layout | None = None
     """The layout over ready versions only, used when a draw lands on a version that is not ready."""
+    salt_crc: int = field(init=False)
+    """crc32 of `salt`, computed once: the first half of every sticky hash."""
+    metadata_key: str = field(init=False)
+    """`sticky_key` as gRPC metadata spells it (lower case)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "salt_crc", zlib.crc32(self.salt))
+        object.__setattr__(self, "metadata_key", self.sticky_key.lower())
 
     @property
     def stable(self) -> int | None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
 
 from server.errors import ModelNotReadyError
 from server.repository.manager import ModelRepository
-from server.routing.sticky import key_bytes, sticky_bucket
+from server.routing.sticky import bucket_after, key_bytes
 from server.routing.table import BUCKETS, Route, RoutingTable, choose
 from server.types import InferRequest
 from server.versions.loaded import LoadedVersion
@@ -67,14 +66,17 @@ class Router:
         key = self._sticky_key(table, request) if table.sticky_key else None
         if key is None:
             return choose(table, int(self._draw() * BUCKETS), False)
-        return choose(table, sticky_bucket(table.salt, key), True)
+        return choose(table, bucket_after(table.salt_crc, key), True)
 
     def _sticky_key(self, table: RoutingTable, request: InferRequest) -> bytes | None:
         """The request's sticky key: the parameter, else the gRPC metadata entry; None = route by weight."""
-        name = table.sticky_key
-        value: object = request.parameters.get(name)
+        value: object = request.parameters.get(table.sticky_key)
         if value is None and request.metadata is not None:
-            value = _metadata_value(request.metadata(), name.lower())
+            name = table.metadata_key
+            for entry, entry_value in request.metadata() or ():
+                if entry == name:
+                    value = entry_value
+                    break
         if value is None:
             return None
         key = key_bytes(value)
@@ -82,11 +84,3 @@ class Router:
             self._on_invalid_key(request.model_name, key)
             return None
         return key
-
-
-def _metadata_value(metadata: Any, name: str) -> object:
-    """The first value of `name` in gRPC invocation metadata ((key, value) pairs; keys are lower case)."""
-    for key, value in metadata or ():
-        if key == name:
-            return value
-    return None
