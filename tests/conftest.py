@@ -14,9 +14,9 @@ EXAMPLE_MODELS = REPO_ROOT / "models"
 
 
 @pytest.fixture(scope="session")
-def example_server() -> Iterator[ThreadedServer]:
-    """One server for the whole session on the bundled example models (read-only use)."""
-    with ThreadedServer(EXAMPLE_MODELS) as server:
+def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    """One server for the whole session on the bundled example models (read-only use: routing state goes elsewhere)."""
+    with ThreadedServer(EXAMPLE_MODELS, state_dir=tmp_path_factory.mktemp("routing-state")) as server:
         yield server
 
 

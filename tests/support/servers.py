@@ -15,11 +15,12 @@ from server.app import App
 from server.settings import ServerSettings, load_settings
 
 
-def local_settings(repository: Path, **grpc: Any) -> ServerSettings:
-    """Loopback-only settings with free ports and small thread pools."""
+def local_settings(repository: Path, state_dir: Path | None = None, **grpc: Any) -> ServerSettings:
+    """Loopback-only settings with free ports and small thread pools; routing state under `state_dir` if given."""
     return load_settings(
         {
             "model_repository": repository,
+            "state_dir": state_dir,
             "grpc": {"host": "127.0.0.1", "port": 0, "graceful_shutdown_s": 5.0, **grpc},
             "http": {"host": "127.0.0.1", "port": 0},
             "runtime": {"inference_threads": 4, "load_threads": 2, "intra_op_threads": 1, "inter_op_threads": 1},
@@ -41,8 +42,8 @@ async def running_app(repository: Path, **grpc: Any) -> AsyncIterator[App]:
 class ThreadedServer:
     """An App on its own event loop in a background thread, for synchronous clients."""
 
-    def __init__(self, repository: Path, **grpc: Any) -> None:
-        self._settings = local_settings(repository, **grpc)
+    def __init__(self, repository: Path, state_dir: Path | None = None, **grpc: Any) -> None:
+        self._settings = local_settings(repository, state_dir, **grpc)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-server", daemon=True)
         self.app: App | None = None
