@@ -108,6 +108,16 @@ def _json_tensor(name: str, spec: Any) -> npt.NDArray[Any]:
     return np.array(spec["data"], dtype=dtype_for(spec["datatype"]))
 
 
+def with_parameters(payload: bytes, parameters: Mapping[str, str]) -> bytes:
+    """A serialized ModelInferRequest with string `parameters` added (e.g. a sticky routing key)."""
+    if not parameters:
+        return payload
+    request = pb.ModelInferRequest.FromString(payload)
+    for name, value in parameters.items():
+        request.parameters[name].string_param = value
+    return request.SerializeToString()
+
+
 def encode_request(model: str, version: str, inputs: Mapping[str, npt.NDArray[Any]]) -> bytes:
     """One serialized ModelInferRequest with raw contents, sent unchanged by every engine."""
     request = pb.ModelInferRequest(model_name=model, model_version=version)

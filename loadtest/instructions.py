@@ -21,13 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from loadtest.baselines import FloorServer, canned_response
 from loadtest.engines.h2load_engine import GRPC_HEADERS, grpc_frame, parse_h2load_output, require_h2load, spread
 from loadtest.errors import LoadTestError
+from loadtest.inputs import with_parameters
 from loadtest.local_server import free_port, stop, wait_until_ready
 from loadtest.runner import RunOptions, prepare
 from loadtest.target import INFER_METHOD, Target
@@ -83,8 +84,12 @@ def measure(
     concurrency: int,
     extra: Sequence[str] = (),
     headers: Sequence[str] = (),
+    parameters: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Instructions per request of our server and of the floor; `headers` are sent with every request to both."""
+    """Instructions per request of our server and of the floor.
+
+    `headers` (gRPC metadata) and string request `parameters` go with every request, to both.
+    """
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise LoadTestError(f"{tool} is not installed (Debian package valgrind)")
@@ -104,8 +109,9 @@ def measure(
             with Target(address) as target:
                 prepared = prepare(target, RunOptions(target=address, model=model))
             frame = folder / "request.grpc"
-            frame.write_bytes(grpc_frame(prepared.payload))
-            response = canned_response(address, prepared.payload)
+            payload = with_parameters(prepared.payload, parameters or {})
+            frame.write_bytes(grpc_frame(payload))
+            response = canned_response(address, payload)
             _h2load(address, frame, warmup, concurrency, headers)
             load = functools.partial(_h2load, address, frame, requests, concurrency, headers)
             ours = _counted(process.pid, ours_prefix, load)
@@ -137,13 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--header", action="append", default=[], help="gRPC metadata sent with every request, e.g. 'user_id: u-17'"
     )
+    parser.add_argument(
+        "--parameter", action="append", default=[], help="string request parameter NAME=VALUE, e.g. user_id=u-17"
+    )
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1:
         print("loadtest.instructions: error: --requests and --concurrency must be >= 1", file=sys.stderr)
         return 2
+    parameters = dict(item.partition("=")[::2] for item in args.parameter)
     try:
         result = measure(
-            args.model_repository, args.model, args.requests, args.concurrency, args.server_arg, args.header
+            args.model_repository, args.model, args.requests, args.concurrency, args.server_arg, args.header, parameters
         )
     except (LoadTestError, OSError, subprocess.CalledProcessError) as error:
         print(f"loadtest.instructions: error: {error}", file=sys.stderr)

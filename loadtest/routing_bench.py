@@ -2,10 +2,11 @@
 
 Builds the repositories of loadtest.routing_repos and, each round, starts our server on each in turn
 (same flags, `--intra-op-threads 1`) and loads it with h2load for `--seconds` (closed loop, 64 in
-flight, one pre-encoded request, the HEADER metadata on every request) after a warm-up:
+flight, one pre-encoded request carrying the sticky key both as PARAMETERS and as HEADER metadata) after a warm-up:
 
   off      no [routing]: every request to one version
-  decide   sticky routing at 100/0: the key is found and hashed on every request, one version serves
+  decide   sticky routing at 100/0: the key parameter is read and hashed on every request, one version serves
+  decide-metadata  the same with the key read from gRPC metadata
   on       90/10 by weighted draw over two versions
   pinned   the "off" server, with the client doing the 90/10 split: two h2load processes pinned to
            version 1 (90 % of the streams) and version 2 (10 %). Serving two versions costs this
@@ -38,8 +39,9 @@ from loadtest.engines.h2load_engine import (
     spread,
 )
 from loadtest.errors import LoadTestError
+from loadtest.inputs import with_parameters
 from loadtest.local_server import free_port, stop, wait_until_ready
-from loadtest.routing_repos import HEADER, build
+from loadtest.routing_repos import HEADER, PARAMETERS, build
 from loadtest.runner import RunOptions, prepare
 from loadtest.target import INFER_METHOD, Target
 
@@ -48,6 +50,7 @@ WARMUP_S = 2.0
 LOADS: dict[str, tuple[str, list[tuple[str, float]]]] = {
     "off": ("off", [("", 1.0)]),
     "decide": ("decide", [("", 1.0)]),
+    "decide-metadata": ("decide-metadata", [("", 1.0)]),
     "on": ("on", [("", 1.0)]),
     "pinned": ("off", [("1", 0.9), ("2", 0.1)]),
 }
@@ -90,7 +93,7 @@ def measure_once(
             for version, share in split:
                 prepared = prepare(target, RunOptions(target=address, model=model, version=version))
                 frame = folder / f"request-{version or 'routed'}.grpc"
-                frame.write_bytes(grpc_frame(prepared.payload))
+                frame.write_bytes(grpc_frame(with_parameters(prepared.payload, PARAMETERS)))
                 frames.append((frame, max(1, round(concurrency * share))))
             _load(address, frames, warmup_s)
             before = target.statistics(model)

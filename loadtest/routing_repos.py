@@ -2,9 +2,9 @@
 
 Both hold `fraud` with versions 1 and 2 made of the *same* model file, so any difference in cost
 is routing, not the model: `off/` has no [routing] (every request goes to the highest version),
-`decide/` routes by a sticky key (`user_id`, sent as gRPC metadata by the load: HEADER) with weights
-100/0, so every decision is made but one batcher serves all, and `on/` splits 90/10 by weighted
-draw (its sticky key is configured but not sent, so the metadata is searched on every request).
+`decide/` routes by a sticky request parameter (`user_id`) with weights 100/0, so every decision is
+made but one batcher serves all, `decide-metadata/` reads the same key from gRPC metadata, and `on/`
+splits 90/10 by weighted draw (its sticky parameter is configured but not sent).
 """
 
 from __future__ import annotations
@@ -14,15 +14,25 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-#: The load sends this gRPC metadata with every request, in every configuration (so transport costs are equal).
+#: The load sends the sticky key both as gRPC metadata and as a request parameter with every request, in every
+#: configuration, so that decoding and transport cost the same everywhere.
 HEADER = "user_id: u-17"
-_ROUTED = 'max_batch_size = 64\n\n[routing]\nweights = {weights}\nsticky_key = "{key}"\n'
+PARAMETERS = {"user_id": "u-17"}
+_ROUTED = 'max_batch_size = 64\n\n[routing]\nweights = {weights}\nsticky_key = "{key}"\nsticky_from = "{source}"\n'
+
+
+def _routed(weights: str, key: str, source: str) -> str:
+    return _ROUTED.replace("{weights}", weights).replace("{key}", key).replace("{source}", source)
+
+
 CONFIGS = {
     "off": "max_batch_size = 64\n",
-    # the sticky key is found and hashed on every request; weights 100/0 keep one batcher, as with "off"
-    "decide": _ROUTED.replace("{weights}", '{ "1" = 100, "2" = 0 }').replace("{key}", "user_id"),
-    # two weighted versions, 90/10 by weighted draw: the sticky key configured ("session") is not sent
-    "on": _ROUTED.replace("{weights}", '{ "1" = 90, "2" = 10 }').replace("{key}", "session"),
+    # the sticky parameter is read and hashed on every request; weights 100/0 keep one batcher, as with "off"
+    "decide": _routed('{ "1" = 100, "2" = 0 }', "user_id", "parameter"),
+    # the same key read from gRPC metadata instead (grpc.aio's invocation_metadata() is the extra cost)
+    "decide-metadata": _routed('{ "1" = 100, "2" = 0 }', "user_id", "metadata"),
+    # two weighted versions, 90/10 by weighted draw: the configured sticky parameter ("session") is not sent
+    "on": _routed('{ "1" = 90, "2" = 10 }', "session", "parameter"),
 }
 
 

@@ -83,14 +83,21 @@ class RoutingTable:
     """The layout of the configured weights."""
     fallback: Layout | None = None
     """The layout over ready versions only, used when a draw lands on a version that is not ready."""
+    sticky_from: str = "any"
+    """"any", "parameter" or "metadata": where the sticky key is looked for."""
     salt_crc: int = field(init=False)
     """crc32 of `salt`, computed once: the first half of every sticky hash."""
+    parameter_key: str = field(init=False)
+    """The request parameter to read ("" = none)."""
     metadata_key: str = field(init=False)
-    """`sticky_key` as gRPC metadata spells it (lower case)."""
+    """The gRPC metadata key to read, lower case as gRPC spells it ("" = none)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "salt_crc", zlib.crc32(self.salt))
-        object.__setattr__(self, "metadata_key", self.sticky_key.lower())
+        by_parameter = self.sticky_from in ("any", "parameter")
+        by_metadata = self.sticky_from in ("any", "metadata")
+        object.__setattr__(self, "parameter_key", self.sticky_key if by_parameter else "")
+        object.__setattr__(self, "metadata_key", self.sticky_key.lower() if by_metadata else "")
 
     @property
     def stable(self) -> int | None:
@@ -110,6 +117,7 @@ def build_table(
     *,
     salt: str,
     sticky_key: str = "",
+    sticky_from: str = "any",
     shadow_version: int | None = None,
     shadow_fraction: float = 0.0,
 ) -> RoutingTable:
@@ -125,6 +133,7 @@ def build_table(
         ready=ready_set,
         salt=salt.encode(),
         sticky_key=sticky_key,
+        sticky_from=sticky_from,
         shadow_version=shadow_version if shadow_version in ready_set else None,
         shadow_fraction=shadow_fraction,
         primary=primary,
@@ -148,6 +157,7 @@ def table_from_config(config: RoutingConfig, model: str, ready: Collection[int])
         ready_set,
         salt=config.salt or model,
         sticky_key=config.sticky_key,
+        sticky_from=config.sticky_from,
         shadow_version=None if shadow is None else shadow.version,
         shadow_fraction=0.0 if shadow is None else shadow.fraction,
     )

@@ -70,8 +70,8 @@ class Router:
 
     def _sticky_key(self, table: RoutingTable, request: InferRequest) -> bytes | None:
         """The request's sticky key: the parameter, else the gRPC metadata entry; None = route by weight."""
-        value: object = request.parameters.get(table.sticky_key)
-        if value is None and request.metadata is not None:
+        value: object = request.parameters.get(table.parameter_key) if table.parameter_key else None
+        if value is None and table.metadata_key and request.metadata is not None:
             name = table.metadata_key
             for entry, entry_value in request.metadata() or ():
                 if entry == name:

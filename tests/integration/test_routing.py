@@ -259,3 +259,19 @@ async def test_a_stream_routes_by_its_metadata_and_each_request_s_parameters(ser
     other = next(user for user, version in zip(users, unary, strict=True) if version != by_metadata[0])
     call = stub.ModelStreamInfer(requests([other] * 5), metadata=[("user_id", "stream-caller")])
     assert set(versions([r async for r in call])) == {3 - by_metadata[0]}
+
+
+async def test_sticky_from_limits_where_the_key_is_read(tmp_path: Path) -> None:
+    models = {1: onnx_models.scaled(1.0), 2: onnx_models.scaled(2.0)}
+    for source in ("parameter", "metadata"):
+        body = f'weights = {{ "1" = 50, "2" = 50 }}\nsticky_key = "user_id"\nsticky_from = "{source}"'
+        onnx_models.write_versions(tmp_path, f"by_{source}", models, routing_config(body))
+    async with running_app(tmp_path) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        metadata = [("user_id", "alice")]
+        # read where configured: one version per caller
+        assert len(set(await served_versions(stub, [request("by_parameter", user_id="alice")] * 20))) == 1
+        assert len(set(await served_versions(stub, [request("by_metadata")] * 20, metadata=metadata))) == 1
+        # ignored elsewhere: 50/50 by weight, so 40 requests reach both versions
+        assert set(await served_versions(stub, [request("by_parameter")] * 40, metadata=metadata)) == {1, 2}
+        assert set(await served_versions(stub, [request("by_metadata", user_id="alice")] * 40)) == {1, 2}

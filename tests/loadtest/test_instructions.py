@@ -10,7 +10,9 @@ import pytest
 from loadtest import instructions
 from loadtest.baselines import FloorServer
 from loadtest.errors import LoadTestError
+from loadtest.inputs import with_parameters
 from loadtest.instructions import main, parse_summary, valgrind_command
+from oip.v1 import grpc_service_pb2 as pb
 
 
 def test_summary_of_a_callgrind_dump() -> None:
@@ -46,3 +48,10 @@ def test_floor_server_runs_behind_a_launcher_that_execs_in_place() -> None:
         assert floor.port > 0
         # env execs the server in place, as valgrind does: the pid is the server's own.
         assert b"loadtest.floor_server" in Path(f"/proc/{floor.pid}/cmdline").read_bytes()
+
+
+def test_parameters_are_added_to_the_request() -> None:
+    payload = pb.ModelInferRequest(model_name="m", id="7").SerializeToString()
+    assert with_parameters(payload, {}) == payload
+    request = pb.ModelInferRequest.FromString(with_parameters(payload, {"user_id": "u-17"}))
+    assert (request.model_name, request.id, request.parameters["user_id"].string_param) == ("m", "7", "u-17")

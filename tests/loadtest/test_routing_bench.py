@@ -26,6 +26,7 @@ def test_the_repositories_differ_only_in_routing(tmp_path: Path) -> None:
     routing = {name: load_model_config(root / "fraud").routing for name, root in repositories.items()}
     assert not routing["off"].weights
     assert routing["decide"].weights == {1: 100, 2: 0} and routing["decide"].sticky_key == "user_id"
+    assert routing["decide"].sticky_from == "parameter" and routing["decide-metadata"].sticky_from == "metadata"
     assert routing["on"].weights == {1: 90, 2: 10} and routing["on"].sticky_key == "session"
 
 
