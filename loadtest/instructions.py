@@ -29,7 +29,7 @@ from loadtest.baselines import FloorServer, canned_response
 from loadtest.engines.h2load_engine import GRPC_HEADERS, grpc_frame, parse_h2load_output, require_h2load, spread
 from loadtest.errors import LoadTestError
 from loadtest.inputs import with_parameters
-from loadtest.local_server import free_port, stop, wait_until_ready
+from loadtest.local_server import free_ports, stop, wait_until_ready
 from loadtest.runner import RunOptions, prepare
 from loadtest.target import INFER_METHOD, Target
 
@@ -97,7 +97,7 @@ def measure(
     warmup = max(200, requests // 5)
     with tempfile.TemporaryDirectory(prefix="loadtest-instructions-") as tmp:
         folder = Path(tmp)
-        grpc_port, http_port = free_port(), free_port()
+        grpc_port, http_port = free_ports(2)
         address = f"127.0.0.1:{grpc_port}"
         ours_prefix = folder / "ours"
         args = [*valgrind_command(ours_prefix), sys.executable, "-m", "server", "--model-repository", str(repository),

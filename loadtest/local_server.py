@@ -13,9 +13,19 @@ from loadtest.errors import LoadTestError
 
 def free_port() -> int:
     """A free loopback port number (released before use; fine for a local measurement)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports: all held open until all are chosen, so no two are the same."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def wait_until_ready(http_port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:

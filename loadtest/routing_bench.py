@@ -40,7 +40,7 @@ from loadtest.engines.h2load_engine import (
 )
 from loadtest.errors import LoadTestError
 from loadtest.inputs import with_parameters
-from loadtest.local_server import free_port, stop, wait_until_ready
+from loadtest.local_server import free_ports, stop, wait_until_ready
 from loadtest.routing_repos import HEADER, PARAMETERS, build
 from loadtest.runner import RunOptions, prepare
 from loadtest.target import INFER_METHOD, Target
@@ -80,7 +80,7 @@ def measure_once(
     warmup_s: float = WARMUP_S,
 ) -> float:
     """Start our server on `repository`, warm up, and return the measured req/s (every request succeeded)."""
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port = free_ports(2)
     address = f"127.0.0.1:{grpc_port}"
     args = [sys.executable, "-m", "server", "--model-repository", str(repository), "--host", "127.0.0.1",
             "--grpc-port", str(grpc_port), "--metrics-host", "127.0.0.1", "--metrics-port", str(http_port),
