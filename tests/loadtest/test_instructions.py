@@ -12,6 +12,7 @@ from loadtest.baselines import FloorServer
 from loadtest.errors import LoadTestError
 from loadtest.inputs import with_parameters
 from loadtest.instructions import main, parse_summary, valgrind_command
+from loadtest.local_server import free_ports
 from oip.v1 import grpc_service_pb2 as pb
 
 
@@ -55,3 +56,8 @@ def test_parameters_are_added_to_the_request() -> None:
     assert with_parameters(payload, {}) == payload
     request = pb.ModelInferRequest.FromString(with_parameters(payload, {"user_id": "u-17"}))
     assert (request.model_name, request.id, request.parameters["user_id"].string_param) == ("m", "7", "u-17")
+
+
+def test_free_ports_are_distinct() -> None:
+    ports = free_ports(8)
+    assert len(set(ports)) == 8 and all(port > 0 for port in ports)
