@@ -156,7 +156,7 @@ class CanaryJudge:
                 continue
             del self._fingerprints[model]
             self._last_check.pop(model, None)
-            for per_version in (self.status, self._history, self._failures, self._counted_at):
+            for per_version in (self.status, self._history, self._failures, self._counted_at, self._previous):
                 for key in [key for key in per_version if key[0] == model]:
                     del per_version[key]
         self._fingerprints.update(current)

@@ -174,8 +174,13 @@ async def test_a_changed_config_or_a_disabled_judge_starts_afresh() -> None:
     await step(judge, traffic)
     assert judge.status[("m", 2)].failed_checks == 1
     judge._targets = lambda: [JudgeTarget("m", "other-config", {1: 90, 2: 10}, 1, (2,), CONFIG)]
+    traffic.add(2, 100, errors=50)  # before the new config's first look: not its traffic
     await step(judge, traffic)
     assert judge.status[("m", 2)].verdict.outcome is Outcome.WAITING  # a new baseline, no old failures
+    traffic.add(1, 900)
+    traffic.add(2, 100)
+    await step(judge, traffic)
+    assert judge.status[("m", 2)].verdict.outcome is Outcome.HEALTHY  # judged on traffic since the change only
     judge._targets = list
     await step(judge, traffic)
     assert judge.status == {}
