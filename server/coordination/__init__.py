@@ -5,4 +5,5 @@ remote       a worker's side: its Coordinator asks the supervisor; it runs the s
 hub          the supervisor's side: fans loads, unloads and routing changes out to every worker,
              owns the routing state file and runs the canary judge on the merged traffic
 errors       our exceptions as plain data across the pipe
+messages     the judge's targets and verdicts as JSON
 """

@@ -19,27 +19,14 @@ from prometheus_client import CollectorRegistry
 
 from server.coordination.channel import Channel, ChannelClosedError, Message
 from server.coordination.errors import error_fields, raise_reply_error
-from server.coordination.remote import status_to_json
+from server.coordination.messages import status_to_json, target_from_json
 from server.routing.changes import RoutingChange
-from server.routing.config import JudgeConfig
 from server.telemetry.judge_metrics import JudgeMetrics
 from server.telemetry.totals import read_totals
 from server.traffic.control import RoutingControl
 from server.traffic.judge import CanaryJudge, JudgeTarget
 
 log = logging.getLogger(__name__)
-
-
-def target_from_json(raw: dict[str, Any]) -> JudgeTarget:
-    return JudgeTarget(
-        model=str(raw["model"]),
-        fingerprint=str(raw["fingerprint"]),
-        weights={int(v): int(w) for v, w in raw["weights"].items()},
-        stable=None if raw["stable"] is None else int(raw["stable"]),
-        canaries=tuple(int(v) for v in raw["canaries"]),
-        config=JudgeConfig.model_validate(raw["config"]),
-        paused=bool(raw["paused"]),
-    )
 
 
 class CoordinationHub:

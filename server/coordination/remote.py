@@ -11,47 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from multiprocessing.connection import Connection
-from typing import Any
 
 from server.coordination.channel import Channel, ChannelClosedError, Message
 from server.coordination.errors import error_fields, raise_reply_error
+from server.coordination.messages import status_from_json, target_to_json
 from server.errors import ModelNotReadyError
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
 from server.routing.changes import RoutingChange, fingerprint
-from server.routing.judge import Outcome, Verdict
-from server.traffic.judge import CanaryStatus, JudgeTarget
+from server.traffic.judge import CanaryStatus
 from server.traffic.release import ReleaseManager
 
 log = logging.getLogger(__name__)
-
-
-def target_to_json(target: JudgeTarget) -> dict[str, Any]:
-    return {
-        "model": target.model,
-        "fingerprint": target.fingerprint,
-        "weights": {str(v): w for v, w in target.weights.items()},
-        "stable": target.stable,
-        "canaries": list(target.canaries),
-        "config": target.config.model_dump(mode="json"),
-        "paused": target.paused,
-    }
-
-
-def status_to_json(status: CanaryStatus) -> dict[str, Any]:
-    verdict = status.verdict
-    return {
-        "outcome": verdict.outcome.value,
-        "reasons": list(verdict.reasons),
-        "evidence": verdict.evidence,
-        "failed_checks": status.failed_checks,
-        "checked_at": status.checked_at,
-    }
-
-
-def status_from_json(raw: dict[str, Any]) -> CanaryStatus:
-    verdict = Verdict(Outcome(raw["outcome"]), tuple(raw["reasons"]), {k: float(v) for k, v in raw["evidence"].items()})
-    return CanaryStatus(verdict, int(raw["failed_checks"]), str(raw["checked_at"]))
 
 
 class WorkerLink:
