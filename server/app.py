@@ -121,6 +121,7 @@ class App:
         weights = {} if record.routing is None else record.routing.weights
         ready = {version: version in record.loaded for version in record.status}
         self.metrics.set_readiness(record.name, ready, weights)
+        self.metrics.set_model_info(record.name, {v: loaded.identity for v, loaded in record.loaded.items()})
 
     def flush_metrics(self) -> None:
         """Move every loaded version's buffered samples into the Prometheus children."""

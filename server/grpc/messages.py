@@ -52,7 +52,7 @@ def model_config(loaded: LoadedVersion) -> config_pb.ModelConfig:
             for s in signature.outputs
         ],
         instance_group=[config_pb.ModelInstanceGroup(name=loaded.model_name, count=config.instances.count, kind=kind)],
-        parameters={"execution_providers": config_pb.ModelParameter(string_value=",".join(loaded.providers))},
+        parameters=_parameters(loaded),
     )
     batching = config.batching
     if batched and batching.enabled:
@@ -72,6 +72,19 @@ def model_config(loaded: LoadedVersion) -> config_pb.ModelConfig:
     else:
         message.version_policy.all.SetInParent()
     return message
+
+
+def _parameters(loaded: LoadedVersion) -> dict[str, config_pb.ModelParameter]:
+    """Execution providers, and which file serves: its sha256, the ONNX producer and its metadata_props."""
+    identity = loaded.identity
+    values = {
+        "execution_providers": ",".join(loaded.providers),
+        "sha256": identity.sha256,
+        "producer": identity.producer,
+        "onnx_model_version": identity.onnx_model_version,
+        **{f"metadata.{key}": value for key, value in identity.metadata.items()},
+    }
+    return {key: config_pb.ModelParameter(string_value=value) for key, value in values.items() if value}
 
 
 def _config_type(datatype: str) -> str:

@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from server.errors import InferenceFailedError, InvalidInputError, ModelLoadError
 from server.model_config import ModelConfig
+from server.runtime.identity import ModelIdentity, identify
 from server.runtime.onnx_signature import signature_from_session
 from server.runtime.pool import InferencePool
 from server.runtime.providers import choose_providers
@@ -40,6 +41,7 @@ class LoadedOnnxModel:
     sessions: tuple[Any, ...]
     signature: ModelSignature
     providers: tuple[str, ...]
+    identity: ModelIdentity
 
 
 def _session_options(config: ModelConfig, defaults: RuntimeSettings) -> Any:
@@ -67,7 +69,12 @@ def load_onnx_model(path: Path, config: ModelConfig, defaults: RuntimeSettings) 
     except Exception as exc:  # onnxruntime raises several unrelated types for bad files
         raise ModelLoadError(f"onnxruntime could not load {path}: {exc}") from None
     signature = signature_from_session(sessions[0], config.max_batch_size)
-    return LoadedOnnxModel(sessions=tuple(sessions), signature=signature, providers=tuple(sessions[0].get_providers()))
+    return LoadedOnnxModel(
+        sessions=tuple(sessions),
+        signature=signature,
+        providers=tuple(sessions[0].get_providers()),
+        identity=identify(path, sessions[0]),
+    )
 
 
 def _to_runtime(name: str, array: npt.NDArray[Any]) -> npt.NDArray[Any]:

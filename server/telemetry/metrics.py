@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
+from server.runtime.identity import ModelIdentity
 from server.statistics import VersionStatistics
 from server.telemetry.recorder import VersionRecorder
 
@@ -105,6 +106,15 @@ class ServerMetrics:
             ("model", "reason"),
             registry=registry,
         )
+        self.model_info = Gauge(
+            "inference_model_info",
+            "1 for the artifact each loaded version serves (file sha256, ONNX producer and model_version, source "
+            "commit and training data from the file's metadata_props when present), 0 once it no longer serves.",
+            (*labels, "sha256", "producer", "onnx_model_version", "source_commit", "training_data"),
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self._info_labels: dict[tuple[str, int], tuple[str, ...]] = {}
         self.model_ready = Gauge(
             "inference_model_ready",
             "1 when the model version serves traffic, else 0.",
@@ -118,6 +128,28 @@ class ServerMetrics:
         for version, ready in ready_by_version.items():
             self.model_ready.labels(model, str(version)).set(1 if ready else 0)
             self.routing_weight.labels(model, str(version)).set(weights.get(version, 0) if ready else 0)
+
+    def set_model_info(self, model: str, identities: Mapping[int, ModelIdentity]) -> None:
+        """`identities` are the model's loaded versions now: their info series go to 1, replaced ones to 0."""
+        for (name, version), labels in list(self._info_labels.items()):
+            if name == model and version not in identities:
+                self.model_info.labels(*labels).set(0)
+                del self._info_labels[(name, version)]
+        for version, identity in identities.items():
+            labels = (
+                model,
+                str(version),
+                identity.sha256,
+                identity.producer,
+                identity.onnx_model_version,
+                identity.source_commit,
+                identity.training_data,
+            )
+            previous = self._info_labels.get((model, version))
+            if previous is not None and previous != labels:
+                self.model_info.labels(*previous).set(0)
+            self.model_info.labels(*labels).set(1)
+            self._info_labels[(model, version)] = labels
 
     def sticky_key_rejected(self, model: str, reason: str) -> None:
         """Router observer: a sticky value that could not be used (rare, so counted at once)."""

@@ -67,4 +67,5 @@ class OnnxVersionLoader:
             batcher=batcher,
             providers=model.providers,
             recorder=recorder,
+            identity=model.identity,
         )
