@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from server.admin.servicer import RoutingAdminServicer
 from server.coordination.remote import WorkerLink
@@ -76,6 +76,7 @@ class App:
         # First in the registry, so that every scrape reads the samples buffered until that moment.
         self.registry.register(BeforeCollect(self.flush_metrics))
         self.metrics = ServerMetrics(self.registry)
+        ProcessCollector(registry=self.registry)  # process_* (memory, CPU, file descriptors) of this process
         self.health = HealthBridge()
         loader = OnnxVersionLoader(settings.runtime, self._load_pool, self._infer_pool, self.metrics.recorder)
         # Under --workers the supervisor owns the routing state file and judges; workers only read the state.
@@ -93,7 +94,7 @@ class App:
         )
         self.router = Router(self.repository, on_invalid_key=self.metrics.sticky_key_rejected)
         self.shadows = ShadowRunner(ShadowMetrics(self.registry))
-        self.core = InferenceCore(self.router, self.shadows)
+        self.core = InferenceCore(self.router, self.shadows, self.metrics.request_unrouted)
         self.release = ReleaseManager(self.repository, self.control)
         self.judge: CanaryJudge | None = None
         self.coordinator: Coordinator
@@ -110,7 +111,12 @@ class App:
             )
             self.coordinator = LocalCoordinator(self.repository, self.release, self.judge)
         self._servicer = InferenceServicer(
-            self.core, self.repository, self.coordinator, settings.server_name, self.is_ready
+            self.core,
+            self.repository,
+            self.coordinator,
+            settings.server_name,
+            self.is_ready,
+            self.metrics.request_unrouted,
         )
         self._admin = RoutingAdminServicer(self.repository, self.release, self.coordinator)
         self._grpc: grpc.aio.Server | None = None

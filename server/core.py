@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from server.errors import ServerError, status_name
 from server.scheduling import deadline_of, priority_of
@@ -21,13 +22,19 @@ log = logging.getLogger(__name__)
 class InferenceCore:
     """Runs inference requests against the versions the router picks."""
 
-    def __init__(self, router: Router, shadows: ShadowRunner) -> None:
+    def __init__(self, router: Router, shadows: ShadowRunner, unrouted: Callable[[str], None]) -> None:
+        """`unrouted` hears the status code of every request that fails before a version takes it."""
         self._router = router
         self._shadows = shadows
+        self._unrouted = unrouted
 
     async def infer(self, request: InferRequest) -> InferResponse:
         """Serve one request; raises a ServerError subclass for anything the caller must hear about."""
-        loaded, shadow = self._router.select(request)
+        try:
+            loaded, shadow = self._router.select(request)
+        except ServerError as error:
+            self._unrouted(status_name(error))
+            raise
         started = time.perf_counter_ns()
         # A copy for the shadow version starts now, so that it can share a batch with its peers.
         mirror = None if shadow is None else self._shadows.mirror(loaded, shadow, request)

@@ -12,7 +12,7 @@ from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
 from server.core import InferenceCore
-from server.errors import UnsupportedError
+from server.errors import ServerError, UnsupportedError, status_name
 from server.grpc import messages
 from server.grpc.errors import grpc_errors
 from server.grpc.response_wire import ResponseWriter
@@ -44,16 +44,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         coordinator: Coordinator,
         server_name: str,
         is_ready: Callable[[], bool],
+        undecodable: Callable[[str], None],
     ) -> None:
+        """`undecodable` hears the status code of every inference request that does not decode."""
         self._core = core
         self._repository = repository
         self._coordinator = coordinator
+        self._undecodable = undecodable
         self._server_name = server_name
         self._is_ready = is_ready
         self._responses = ResponseWriter()
 
     async def _infer(self, request: pb.ModelInferRequest, context: Context, deadline: float | None = None) -> bytes:
-        decoded = decode_request(request)
+        try:
+            decoded = decode_request(request)
+        except ServerError as error:
+            self._undecodable(status_name(error))
+            raise
         decoded.deadline = deadline
         decoded.metadata = context.invocation_metadata  # read only when routing needs a sticky key
         return self._responses.encode(await self._core.infer(decoded))

@@ -86,6 +86,13 @@ class ServerMetrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self.unrouted = Counter(
+            "inference_unrouted_requests",
+            "Requests that failed before any model version took them (unknown model or version, no ready version, "
+            "a request that does not decode), by gRPC status code. No model label: the name is the client's.",
+            ("code",),
+            registry=registry,
+        )
         self.routed = Counter(
             "inference_routed_requests",
             "Requests sent to the model version, by how the router chose it: pinned (model_version given), "
@@ -124,7 +131,12 @@ class ServerMetrics:
         )
 
     def set_readiness(self, model: str, ready_by_version: Mapping[int, bool], weights: Mapping[int, int]) -> None:
-        """Keep the readiness and routing-weight gauges in step with the repository's view of a model."""
+        """Keep the readiness and routing-weight gauges in step with the repository's view of a model.
+
+        `version=""` is the model as a whole (1 while any version is ready), so that a model whose config is
+        invalid, and which therefore has no versions, still has a series an alert on `== 0` can see.
+        """
+        self.model_ready.labels(model, "").set(1 if any(ready_by_version.values()) else 0)
         for version, ready in ready_by_version.items():
             self.model_ready.labels(model, str(version)).set(1 if ready else 0)
             self.routing_weight.labels(model, str(version)).set(weights.get(version, 0) if ready else 0)
@@ -150,6 +162,10 @@ class ServerMetrics:
                 self.model_info.labels(*previous).set(0)
             self.model_info.labels(*labels).set(1)
             self._info_labels[(model, version)] = labels
+
+    def request_unrouted(self, code: str) -> None:
+        """A request failed before a version took it (rare: counted at once)."""
+        self.unrouted.labels(code).inc()
 
     def sticky_key_rejected(self, model: str, reason: str) -> None:
         """Router observer: a sticky value that could not be used (rare, so counted at once)."""

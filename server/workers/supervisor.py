@@ -29,6 +29,7 @@ from server.http.side_server import SideHttpServer
 from server.lifecycle import run_loop
 from server.settings import ServerSettings
 from server.telemetry.judge_metrics import JudgeMetrics
+from server.telemetry.process_metrics import ProcessTreeCollector
 from server.traffic.control import RoutingControl
 from server.traffic.state_store import RoutingStateStore
 from server.workers.handle import WorkerHandle, start_worker
@@ -110,6 +111,7 @@ class Supervisor:
         registry = CollectorRegistry()
         # prometheus_client's multiprocess module has no annotations.
         MultiProcessCollector(registry, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        registry.register(ProcessTreeCollector(lambda: [w.pid for w in self._workers.values()]))
         return registry
 
     async def _start_http(self, registry: CollectorRegistry) -> tuple[SideHttpServer | None, int]:
