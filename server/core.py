@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from server.errors import ServerError, status_name
 from server.scheduling import deadline_of, priority_of
+from server.telemetry.failures import log_failed_request
 from server.traffic.router import Router
 from server.traffic.shadow import ShadowRunner
 from server.types import InferRequest, InferResponse
@@ -33,7 +34,9 @@ class InferenceCore:
         try:
             loaded, shadow = self._router.select(request)
         except ServerError as error:
-            self._unrouted(status_name(error))
+            code = status_name(error)
+            self._unrouted(code)
+            _log_failure(request, "", code, error)
             raise
         started = time.perf_counter_ns()
         # A copy for the shadow version starts now, so that it can share a batch with its peers.
@@ -61,7 +64,9 @@ class InferenceCore:
                 mirror.cancel()
             code = "CANCELLED" if not isinstance(error, Exception) else status_name(error)
             loaded.recorder.failed(code, time.perf_counter_ns() - started)
-            if isinstance(error, Exception) and not isinstance(error, ServerError):
+            if isinstance(error, ServerError):
+                _log_failure(request, loaded.version_text, code, error)
+            elif isinstance(error, Exception):
                 log.exception("unexpected error during inference", extra={"model": loaded.label})
             raise
         finally:
@@ -75,3 +80,8 @@ class InferenceCore:
             outputs=result.outputs,
             request_id=request.request_id,
         )
+
+
+def _log_failure(request: InferRequest, version: str, code: str, error: BaseException) -> None:
+    metadata = None if request.metadata is None else request.metadata()
+    log_failed_request(request.model_name, version, code, request.request_id, metadata, error)

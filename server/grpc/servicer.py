@@ -19,6 +19,7 @@ from server.grpc.response_wire import ResponseWriter
 from server.grpc.streaming import serve_stream
 from server.grpc.tensors import decode_request
 from server.repository.manager import ModelRepository
+from server.telemetry.failures import log_failed_request
 from server.traffic.coordinator import Coordinator
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -59,7 +60,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             decoded = decode_request(request)
         except ServerError as error:
-            self._undecodable(status_name(error))
+            code = status_name(error)
+            self._undecodable(code)
+            log_failed_request(request.model_name, "", code, request.id, context.invocation_metadata(), error)
             raise
         decoded.deadline = deadline
         decoded.metadata = context.invocation_metadata  # read only when routing needs a sticky key

@@ -37,8 +37,20 @@ class TextFormatter(logging.Formatter):
         line = super().format(record)
         extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
         if extras:
-            line += " " + " ".join(f"{key}={value}" for key, value in extras.items())
+            line += " " + " ".join(f"{key}={_field(value)}" for key, value in extras.items())
         return line
+
+
+def _field(value: object) -> str:
+    """A field's text, quoted and escaped when it holds spaces or control characters.
+
+    Field values can come from clients (a model name, a request id): a newline in one must not start what
+    reads as a new log line, nor a space what reads as another field.
+    """
+    text = str(value)
+    if text and text.isprintable() and " " not in text:
+        return text
+    return json.dumps(text)
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import grpc
@@ -55,3 +56,29 @@ def test_workers_report_their_processes_together(tmp_path: Path) -> None:
         assert server.metric("process_cpu_seconds_total") > 0
     # the supervisor plus two workers, each a full server: well above one server alone
     assert together > 1.5 * alone
+
+
+async def test_every_failed_request_logs_one_structured_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    onnx_models.write_model(tmp_path, "m", onnx_models.scaled(1.0))
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    metadata = [("traceparent", f"00-{trace}-00f067aa0ba902b7-01")]
+    async with running_app(tmp_path) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        caplog.set_level(logging.INFO, logger="server.requests")
+        wrong = infer_request("m", {"y": np.ones((1, 2), np.float32)}, id="req-1")
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.ModelInfer(wrong, metadata=metadata)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.ModelInfer(infer_request("no\nsuch", {"x": np.ones((1, 2), np.float32)}))
+    failed = [r for r in caplog.records if getattr(r, "event", "") == "request_failed"]
+    assert len(failed) == 2
+    first, second = failed
+    assert (first.model, first.version, first.code, first.request_id, first.trace_id) == (  # type: ignore[attr-defined]
+        "m",
+        "1",
+        "INVALID_ARGUMENT",
+        "req-1",
+        trace,
+    )
+    assert "'y'" in first.error  # type: ignore[attr-defined]  # names what was wrong; no tensor data
+    assert (second.model, second.version, second.code) == ("no\nsuch", "", "NOT_FOUND")  # type: ignore[attr-defined]

@@ -1,0 +1,32 @@
+"""One structured log line per failed request: model, served version, status code, request and trace ids.
+
+No payloads: the error message names what was wrong (it never carries tensor data). Client-controlled text
+(the model name, the request id) goes into fields, which both log formats escape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from server.telemetry.tracecontext import trace_id_from
+
+log = logging.getLogger("server.requests")
+
+
+def log_failed_request(
+    model: str, version: str, code: str, request_id: str, metadata: Any, error: BaseException
+) -> None:
+    """`metadata` is the transport's (key, value) pairs, read only for the caller's trace id."""
+    log.info(
+        "request failed",
+        extra={
+            "event": "request_failed",
+            "model": model,
+            "version": version,
+            "code": code,
+            "request_id": request_id,
+            "trace_id": trace_id_from(metadata),
+            "error": str(error),
+        },
+    )
