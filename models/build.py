@@ -1,5 +1,8 @@
 """Build the bundled example model repository from synthetic data (deterministic, no downloads).
 
+Each version gets its reference profile (reference.json, for the server's drift scores), counted by the
+server's own code on the version's held-out data.
+
 Usage: python models/build.py [--out DIR]    (default: the directory containing this script)
 """
 
@@ -18,6 +21,15 @@ from _builder import readme  # noqa: E402
 from _builder.common import BuiltModel  # noqa: E402
 from _builder.fraud import build_fraud  # noqa: E402
 from _builder.shapes import build_shapes  # noqa: E402
+
+from server.predictions.profile import PROFILE_FILE, write_profile  # noqa: E402
+from server.profile import profile_model  # noqa: E402
+
+#: Where a bundled profile's data came from; no timestamp, so that rebuilds are byte-identical.
+PROFILE_SOURCE = {
+    "data_file": "held-out split of the generated data (models/_builder)",
+    "created": "reproducible build",
+}
 
 # Exact text of each model's config.toml (the server's config schema).
 CONFIGS: dict[str, str] = {
@@ -59,6 +71,10 @@ def build_repository(out_dir: Path) -> dict[str, float]:
         _write(model_path(out_dir, model.key), model.onnx_bytes)
     for name, text in CONFIGS.items():
         _write(out_dir / name / "config.toml", text.encode())
+    for model in built:
+        path = model_path(out_dir, model.key)
+        profile = profile_model(path, path.parent.parent, model.held_out, PROFILE_SOURCE)
+        write_profile(path.parent / PROFILE_FILE, profile)
     accuracies = {model.key: model.accuracy for model in built}
     _write(out_dir / "README.md", readme.render(accuracies).encode())
     return accuracies

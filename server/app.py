@@ -19,18 +19,23 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from server.admin.servicer import RoutingAdminServicer
 from server.coordination.remote import WorkerLink
 from server.core import InferenceCore
+from server.errors import ServerError
 from server.grpc.health import HealthBridge
 from server.grpc.server import build_grpc_server
 from server.grpc.servicer import InferenceServicer
 from server.http.side_server import SideHttpServer
+from server.predictions.monitor import DriftMonitor, VersionReference
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
 from server.runtime.pool import InferencePool
 from server.settings import ServerSettings
+from server.telemetry.access import AccessLog
 from server.telemetry.judge_metrics import JudgeMetrics
 from server.telemetry.metrics import BeforeCollect, ServerMetrics
+from server.telemetry.prediction_metrics import DriftGauge, read_live_counts
 from server.telemetry.shadow_metrics import ShadowMetrics
 from server.telemetry.totals import read_totals
+from server.tracing.setup import build_tracing
 from server.traffic.control import RoutingControl
 from server.traffic.coordinator import Coordinator, LocalCoordinator
 from server.traffic.judge import CanaryJudge
@@ -44,6 +49,10 @@ log = logging.getLogger(__name__)
 
 #: How often buffered metric samples reach Prometheus between scrapes (see telemetry.recorder).
 METRICS_FLUSH_S = 0.1
+#: Under --workers, how often a worker moves its prediction counts into its metrics files for the supervisor's
+#: drift monitor. Counting a batch of predictions has a fixed numpy and Prometheus cost (~0.15 ms), and drift
+#: windows are seconds long. A single process counts predictions only when its registry is read (scrape, drift).
+PREDICTIONS_FLUSH_S = 1.0
 
 
 def state_directory(settings: ServerSettings) -> Path:
@@ -78,7 +87,15 @@ class App:
         self.metrics = ServerMetrics(self.registry)
         ProcessCollector(registry=self.registry)  # process_* (memory, CPU, file descriptors) of this process
         self.health = HealthBridge()
-        loader = OnnxVersionLoader(settings.runtime, self._load_pool, self._infer_pool, self.metrics.recorder)
+        # This process's tracer provider (under --workers: each worker's own); None while tracing is off.
+        self.tracing = build_tracing(settings.tracing)
+        loader = OnnxVersionLoader(
+            settings.runtime,
+            self._load_pool,
+            self._infer_pool,
+            self.metrics.recorder,
+            None if self.tracing is None else self.tracing.batches.executed,
+        )
         # Under --workers the supervisor owns the routing state file and judges; workers only read the state.
         store = RoutingStateStore(state_directory(settings))
         judge_metrics = JudgeMetrics(self.registry) if link is None else None
@@ -94,20 +111,28 @@ class App:
         )
         self.router = Router(self.repository, on_invalid_key=self.metrics.sticky_key_rejected)
         self.shadows = ShadowRunner(ShadowMetrics(self.registry))
-        self.core = InferenceCore(self.router, self.shadows, self.metrics.request_unrouted)
+        access = AccessLog(settings.log.access_sample) if settings.log.access_sample > 0 else None
+        self.core = InferenceCore(self.router, self.shadows, self.metrics.request_unrouted, access)
         self.release = ReleaseManager(self.repository, self.control)
         self.judge: CanaryJudge | None = None
+        self.drift: DriftMonitor | None = None
         self.coordinator: Coordinator
         if judge_metrics is None:
             assert link is not None
             link.serve_commands(self.repository, self.release)
             self.coordinator = link
         else:
+            # Under --workers the supervisor scores drift, on every worker's predictions together.
+            self.drift = DriftMonitor(
+                live=lambda: read_live_counts(self.registry.collect()), references=self._reference
+            )
+            self.registry.register(DriftGauge(self.drift.scores))
             self.judge = CanaryJudge(
                 targets=self.release.judge_targets,
                 totals=lambda: read_totals(self.registry.collect()),
                 apply=self.release.apply,
                 metrics=judge_metrics,
+                predictions=self.drift.distance,
             )
             self.coordinator = LocalCoordinator(self.repository, self.release, self.judge)
         self._servicer = InferenceServicer(
@@ -117,6 +142,7 @@ class App:
             settings.server_name,
             self.is_ready,
             self.metrics.request_unrouted,
+            None if self.tracing is None else self.tracing.requests,
         )
         self._admin = RoutingAdminServicer(self.repository, self.release, self.coordinator)
         self._grpc: grpc.aio.Server | None = None
@@ -129,16 +155,32 @@ class App:
         self.metrics.set_readiness(record.name, ready, weights)
         self.metrics.set_model_info(record.name, {v: loaded.identity for v, loaded in record.loaded.items()})
 
-    def flush_metrics(self) -> None:
-        """Move every loaded version's buffered samples into the Prometheus children."""
+    def _reference(self, model: str, version: int) -> VersionReference | None:
+        """A loaded version's drift settings and reference profile, for the drift monitor."""
+        try:
+            versions = self.repository.loaded_versions(model)
+        except ServerError:  # unloaded since its counters were written
+            return None
+        for loaded in versions:
+            if loaded.version == version:
+                return VersionReference(loaded.config.telemetry.drift, loaded.reference)
+        return None
+
+    def flush_metrics(self, predictions: bool = True) -> None:
+        """Move every loaded version's buffered samples into the Prometheus children (the prediction counts too,
+        unless `predictions` is False)."""
         for loaded in self.repository.loaded_versions():
-            loaded.recorder.flush(loaded.in_flight)
+            loaded.recorder.flush(loaded.in_flight, predictions)
 
     async def _flush_periodically(self) -> None:
         # Under --workers the supervisor reads the children's files, not this registry: keep them fresh.
+        worker = self.drift is None  # its supervisor scores drift, from this worker's files
+        every = round(PREDICTIONS_FLUSH_S / METRICS_FLUSH_S) if worker else 0
+        ticks = 0
         while True:
             await asyncio.sleep(METRICS_FLUSH_S)
-            self.flush_metrics()
+            ticks += 1
+            self.flush_metrics(predictions=every > 0 and ticks % every == 0)
 
     def is_ready(self) -> bool:
         return self._ready
@@ -160,6 +202,8 @@ class App:
         self._background.append(asyncio.create_task(self._flush_periodically(), name="metrics flush"))
         if self.judge is not None:  # under --workers the supervisor judges, on every worker's traffic
             self._background.append(asyncio.create_task(self.judge.run(), name="canary judge"))
+        if self.drift is not None:
+            self._background.append(asyncio.create_task(self.drift.run(), name="drift monitor"))
         self._ready = True
         await self.health.set_server_serving(True)
         log.info("%s ready", self.role, extra={"models": [r.name for r in self.repository.records() if r.ready]})
@@ -184,4 +228,6 @@ class App:
             await self._http.stop()
         self._infer_pool.shutdown()
         self._load_pool.shutdown(wait=True, cancel_futures=True)
+        if self.tracing is not None:  # last: every request and batch span has ended by now
+            await asyncio.to_thread(self.tracing.shutdown)
         log.info("%s stopped", self.role)

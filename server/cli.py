@@ -40,13 +40,19 @@ _FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--log-format", "log", "format", str, "json or text"),
     ("--workers", "", "workers", int, "server processes sharing the gRPC port (SO_REUSEPORT), 1-64"),
     ("--state-dir", "", "state_dir", Path, "directory for persisted routing state (rollbacks, admin weights)"),
+    ("--access-log-sample", "log", "access_sample", float, "share of successful requests logged (server.access), 0-1"),
+    ("--traces-exporter", "tracing", "traces_exporter", str, "none (tracing off), otlp (gRPC) or console"),
+    ("--otlp-endpoint", "tracing", "exporter_otlp_traces_endpoint", str, "OTLP gRPC collector, e.g. http://host:4317"),
+    ("--traces-sampler", "tracing", "traces_sampler", str, "e.g. parentbased_traceidratio, always_on, always_off"),
+    ("--traces-sampler-arg", "tracing", "traces_sampler_arg", float, "ratio of the *traceidratio samplers, 0-1"),
+    ("--service-name", "tracing", "service_name", str, "service.name of the exported spans"),
 )
 
 
 def _help(section: str, field: str, text: str) -> str:
     model = SECTIONS[section] if section else ServerSettings
     info = model.model_fields[field]
-    env = f"SERVER_{section.upper()}_{field.upper()}" if section else f"SERVER_{field.upper()}"
+    env = f"{model.model_config.get('env_prefix', '')}{field.upper()}"  # SERVER_GRPC_PORT, OTEL_SERVICE_NAME
     default = "computed" if info.default_factory is not None else info.default
     return f"{text} [env {env}; default {default}]"
 
@@ -74,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(argv: Sequence[str] | None) -> ServerSettings:
     """Parse flags into settings; environment variables fill what flags leave unset."""
     args = vars(build_parser().parse_args(argv))
-    overrides: dict[str, Any] = {"grpc": {}, "http": {}, "runtime": {}, "log": {}}
+    overrides: dict[str, Any] = {section: {} for section in SECTIONS}
     for flag, section, field, _, _ in _FLAGS:
         value = args[flag.lstrip("-").replace("-", "_")]
         if section:

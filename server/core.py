@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from server.errors import ServerError, status_name
 from server.scheduling import deadline_of, priority_of
+from server.telemetry.access import AccessLog
 from server.telemetry.failures import log_failed_request
 from server.traffic.router import Router
 from server.traffic.shadow import ShadowRunner
@@ -23,11 +24,19 @@ log = logging.getLogger(__name__)
 class InferenceCore:
     """Runs inference requests against the versions the router picks."""
 
-    def __init__(self, router: Router, shadows: ShadowRunner, unrouted: Callable[[str], None]) -> None:
-        """`unrouted` hears the status code of every request that fails before a version takes it."""
+    def __init__(
+        self,
+        router: Router,
+        shadows: ShadowRunner,
+        unrouted: Callable[[str], None],
+        access: AccessLog | None = None,
+    ) -> None:
+        """`unrouted` hears the status code of every request that fails before a version takes it;
+        `access` logs a sample of the successful ones (None: no access log)."""
         self._router = router
         self._shadows = shadows
         self._unrouted = unrouted
+        self._access = access
 
     async def infer(self, request: InferRequest) -> InferResponse:
         """Serve one request; raises a ServerError subclass for anything the caller must hear about."""
@@ -39,6 +48,9 @@ class InferenceCore:
             _log_failure(request, "", code, error)
             raise
         started = time.perf_counter_ns()
+        trace = request.trace
+        if trace is not None:
+            trace.routed(loaded.version_text)
         # A copy for the shadow version starts now, so that it can share a batch with its peers.
         mirror = None if shadow is None else self._shadows.mirror(loaded, shadow, request)
         loaded.enter()
@@ -58,6 +70,7 @@ class InferenceCore:
                 deadline=deadline,
                 enforce_deadline=enforce,
                 key=admission.merge_key,
+                trace=trace,
             )
         except BaseException as error:
             if mirror is not None:
@@ -73,7 +86,13 @@ class InferenceCore:
             loaded.leave()
         if mirror is not None:
             mirror.set_result(result.outputs)
-        loaded.recorder.succeeded(admission.rows, time.perf_counter_ns() - started, result.timings)
+        duration = time.perf_counter_ns() - started
+        trace_id = None if trace is None else trace.trace_id  # a traced request is the histogram's exemplar
+        loaded.recorder.succeeded(admission.rows, duration, result.timings, trace_id)
+        if self._access is not None:
+            self._access.answered(
+                loaded.model_name, loaded.version_text, request.request_id, duration, trace_id, request.metadata
+            )
         return InferResponse(
             model_name=loaded.model_name,
             model_version=loaded.version_text,

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from server.errors import ModelLoadError
+from server.predictions.config import TelemetryConfig
 from server.routing.config import RoutingConfig
 
 CONFIG_FILE = "config.toml"
@@ -93,6 +94,8 @@ class ModelConfig(_Section):
     batching: BatchingConfig = BatchingConfig()
     routing: RoutingConfig = RoutingConfig()
     """Weights, sticky key, shadow and judge; without weights, unversioned requests go to the highest ready version."""
+    telemetry: TelemetryConfig = TelemetryConfig()
+    """What the model predicts: watched outputs (and inputs) and the drift window."""
 
 
 def _describe(error: ValidationError) -> str:

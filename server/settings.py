@@ -93,6 +93,41 @@ class LoggingSettings(BaseSettings):
     """Minimum level written."""
     format: Literal["json", "text"] = "json"
     """json: one object per line for log shippers; text: for humans."""
+    access_sample: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of successful inference requests that write an access log line (logger server.access); 0 = off."""
+
+
+TracesSampler = Literal[
+    "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+    "parentbased_traceidratio",
+]  # fmt: skip
+
+
+class TracingSettings(BaseSettings):
+    """OpenTelemetry traces, configured by the standard OTEL_* variables of the SDK specification.
+
+    Unlike the OpenTelemetry default (otlp), the exporter defaults to none: tracing is off unless asked for.
+    """
+
+    model_config = _section("OTEL_")
+
+    traces_exporter: Literal["none", "otlp", "console"] = "none"
+    """none: no tracing work at all; otlp: OTLP over gRPC; console: spans as JSON on stdout."""
+    exporter_otlp_endpoint: str | None = None
+    """OTLP collector address for every signal, e.g. http://collector:4317 (http:// = plaintext)."""
+    exporter_otlp_traces_endpoint: str | None = None
+    """OTLP collector address for traces; wins over exporter_otlp_endpoint. Neither set = http://localhost:4317."""
+    traces_sampler: TracesSampler = "parentbased_always_on"
+    """Which requests are traced; parentbased_* follow the caller's sampled flag when it sends a traceparent."""
+    traces_sampler_arg: float | None = Field(None, ge=0.0, le=1.0)
+    """The ratio of the *traceidratio samplers (unset = 1.0), e.g. 0.01 for one request in a hundred."""
+    service_name: str = "oip-inference-server"
+    """service.name of every span's resource."""
+
+    @property
+    def otlp_endpoint(self) -> str:
+        """Where OTLP spans go: the traces endpoint, else the shared one, else the OpenTelemetry default."""
+        return self.exporter_otlp_traces_endpoint or self.exporter_otlp_endpoint or "http://localhost:4317"
 
 
 class ServerSettings(BaseSettings):
@@ -114,6 +149,7 @@ class ServerSettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     log: LoggingSettings = Field(default_factory=LoggingSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
 
 SECTIONS: dict[str, type[BaseSettings]] = {
@@ -121,6 +157,7 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "http": HttpSettings,
     "runtime": RuntimeSettings,
     "log": LoggingSettings,
+    "tracing": TracingSettings,
 }
 
 

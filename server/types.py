@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from oip.codec import DATATYPE_TO_DTYPE
+
+if TYPE_CHECKING:
+    from server.tracing.requests import RequestSpan
 
 ParameterValue = bool | int | float | str
 
@@ -64,6 +67,8 @@ class InferRequest:
     """time.monotonic() by which the answer is due (from the transport), or None."""
     metadata: Callable[[], Any] | None = None
     """The transport's request metadata as (key, value) pairs, fetched only when routing needs it."""
+    trace: RequestSpan | None = None
+    """The request's span when tracing sampled it (the transport starts and ends it)."""
 
 
 @dataclass(slots=True)

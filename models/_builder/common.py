@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,12 +32,14 @@ class Split:
 
 @dataclass(frozen=True)
 class BuiltModel:
-    """One serialized model version plus its held-out accuracy."""
+    """One serialized model version plus its held-out accuracy and data."""
 
     name: str
     version: int
     onnx_bytes: bytes
     accuracy: float
+    held_out: dict[str, Floats] = field(default_factory=dict)
+    """The held-out inputs by input name: the version's reference profile is built from them."""
 
     @property
     def key(self) -> str:

@@ -109,5 +109,6 @@ def build_fraud() -> list[BuiltModel]:
     built = []
     for version, layers in candidates.items():
         onnx_bytes = _graph(layers, mean, std, f"fraud_v{version}")
-        built.append(BuiltModel("fraud", version, onnx_bytes, ort_accuracy(onnx_bytes, "features", "label", data)))
+        accuracy = ort_accuracy(onnx_bytes, "features", "label", data)
+        built.append(BuiltModel("fraud", version, onnx_bytes, accuracy, {"features": data.x_test}))
     return built

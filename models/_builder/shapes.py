@@ -101,4 +101,5 @@ def build_shapes() -> list[BuiltModel]:
     weight, bias = ridge_readout(features, data.y_train)
     temperature = fit_temperature(features @ weight + bias, data.y_train)
     onnx_bytes = _graph(filters, weight * temperature, bias * temperature)  # fold the scale into the Gemm
-    return [BuiltModel("shapes", 1, onnx_bytes, ort_accuracy(onnx_bytes, "image", "class_id", data))]
+    accuracy = ort_accuracy(onnx_bytes, "image", "class_id", data)
+    return [BuiltModel("shapes", 1, onnx_bytes, accuracy, {"image": data.x_test})]

@@ -32,11 +32,17 @@ from server.runtime.runner import Runner, RunResult, RunTimings
 
 log = logging.getLogger(__name__)
 
-ExecutionObserver = Callable[[int, RunTimings, Mapping[str, npt.NDArray[Any]]], None]
-"""Told about every execution: (rows in the batch, its timings, the batch's merged outputs).
+ExecutionObserver = Callable[[int, RunTimings, Mapping[str, npt.NDArray[Any]], Mapping[str, npt.NDArray[Any]]], None]
+"""Told about every execution: (rows in the batch, its timings, the batch's merged outputs and inputs).
 
 Called on the event loop once per batch, so per-batch work (prediction telemetry, shadow diffs)
-never touches the per-request path. The outputs are shared with the responses: read, never modify."""
+never touches the per-request path. The arrays are shared with the responses: read, never modify."""
+
+TracedBatchObserver = Callable[[list[object], int, int, int], None]
+"""Told about every execution that served traced requests: (their `trace` objects, when the execution started
+(perf_counter_ns), rows in the batch, requests in the batch). Called on the event loop once per such batch.
+
+The batcher only carries `trace` objects; what they are is the observer's business (server.tracing)."""
 
 #: A loop turn shorter than this ran nothing else, so the loop has caught up with arrivals.
 QUIET_TURN_NS = 30_000
@@ -59,11 +65,20 @@ class BatchPolicy:
 class DynamicBatcher:
     """Create and `await start()` inside the running loop; `await stop()` after the version drained."""
 
-    def __init__(self, runner: Runner, policy: BatchPolicy, label: str, observe: ExecutionObserver) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        policy: BatchPolicy,
+        label: str,
+        observe: ExecutionObserver,
+        traced: TracedBatchObserver | None = None,
+    ) -> None:
+        """`traced` hears of executions that served requests submitted with a `trace` (None: tracing off)."""
         self._runner = runner
         self._policy = policy
         self._label = label
         self._observe = observe
+        self._traced = traced
         self._queue = RequestQueue(policy.max_queue_size, policy.priority_levels, label)
         self._max_rows = max(1, policy.max_batch_size)
         self._merge = policy.merge and policy.max_batch_size > 0
@@ -103,13 +118,15 @@ class DynamicBatcher:
         deadline: float | None = None,
         enforce_deadline: bool = True,
         key: tuple[Any, ...] | None = None,
+        trace: object | None = None,
     ) -> RunResult:
         """Queue one request and wait for its share of an execution.
 
         A request still queued at `deadline` fails with DEADLINE_EXCEEDED and is never executed.
         With `enforce_deadline` false the caller's transport enforces it (a gRPC deadline cancels
         the call), so no timer is armed and expiry is only checked when a batch is formed.
-        `key` is the request's `merge_key`, when the caller already knows it.
+        `key` is the request's `merge_key`, when the caller already knows it. `trace`, when given, goes to
+        the traced-batch observer with the other traced requests of its execution.
         """
         if self._arrived is None:
             raise ModelNotReadyError(f"model {self._label} is not started")
@@ -124,6 +141,7 @@ class DynamicBatcher:
             deadline=deadline,
             future=loop.create_future(),
             merge_key=merge_key(inputs, names) if key is None else key,
+            trace=trace,
         )
         if deadline is not None and deadline <= time.monotonic():
             raise self._expired(request)
@@ -219,6 +237,12 @@ class DynamicBatcher:
             except TimeoutError:
                 return
 
+    def _report_traced(self, live: list[PendingRequest], started_ns: int) -> None:
+        assert self._traced is not None
+        traces = [request.trace for request in live if request.trace is not None]
+        if traces:
+            self._traced(traces, started_ns, sum(request.batch_size for request in live), len(live))
+
     async def _execute(self, batch: list[PendingRequest]) -> None:
         assert self._slots is not None
         started_ns = time.perf_counter_ns()
@@ -231,13 +255,16 @@ class DynamicBatcher:
             live = [request for request in batch if not request.done]
             if not live:
                 return
-            result = await self._runner.run(merge_inputs(live), live[0].output_names)
+            inputs = merge_inputs(live)
+            result = await self._runner.run(inputs, live[0].output_names)
             # The instance is free. A batch that is already complete starts before this one is answered,
             # so the runtime does not sit idle while these responses are encoded and sent; a smaller one
             # goes through the scheduler, which lets it grow while the loop catches up.
             handed_over = self._ready_now() and self._launch()
             parts = split_outputs(result.outputs, live, self._label)
-            self._observe(sum(request.batch_size for request in live), result.timings, result.outputs)
+            self._observe(sum(request.batch_size for request in live), result.timings, result.outputs, inputs)
+            if self._traced is not None:
+                self._report_traced(live, started_ns)
             for request, outputs in zip(live, parts, strict=True):
                 if not request.done:
                     waited = started_ns - request.enqueued_ns

@@ -27,6 +27,8 @@ class PendingRequest:
     future: asyncio.Future[RunResult]
     merge_key: tuple[Any, ...] = field(default=())
     """Requests with equal keys can share one execution (same inputs, dtypes, non-batch dims, outputs)."""
+    trace: object | None = None
+    """Opaque to the batcher: handed to the traced-batch observer with the others of its execution."""
 
     @property
     def done(self) -> bool:

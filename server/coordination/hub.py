@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from server.coordination.channel import Channel, ChannelClosedError, Message
 from server.coordination.errors import error_fields, raise_reply_error
 from server.coordination.messages import status_to_json, target_from_json
+from server.predictions.monitor import DriftMonitor
 from server.routing.changes import RoutingChange
 from server.telemetry.judge_metrics import JudgeMetrics
 from server.telemetry.totals import read_totals
@@ -33,8 +34,13 @@ class CoordinationHub:
     """Create in the supervisor's loop; `attach` each worker's channel, `run_judge()` as a task."""
 
     def __init__(
-        self, control: RoutingControl, metrics_registry: CollectorRegistry, judge_metrics: JudgeMetrics
+        self,
+        control: RoutingControl,
+        metrics_registry: CollectorRegistry,
+        judge_metrics: JudgeMetrics,
+        drift: DriftMonitor | None = None,
     ) -> None:
+        """`drift`: the monitor whose canary-versus-stable prediction distance the judge uses as a gate."""
         self._control = control
         self._workers: dict[int, Channel] = {}
         self._targets: dict[str, JudgeTarget] = {}
@@ -45,6 +51,7 @@ class CoordinationHub:
             totals=lambda: read_totals(metrics_registry.collect()),
             apply=self.apply_change,
             metrics=judge_metrics,
+            predictions=None if drift is None else drift.distance,
         )
 
     def attach(self, slot: int, channel: Channel) -> None:

@@ -14,13 +14,15 @@ from server import __version__
 from server.core import InferenceCore
 from server.errors import ServerError, UnsupportedError, status_name
 from server.grpc import messages
-from server.grpc.errors import grpc_errors
+from server.grpc.errors import grpc_errors, status_for
 from server.grpc.response_wire import ResponseWriter
 from server.grpc.streaming import serve_stream
 from server.grpc.tensors import decode_request
 from server.repository.manager import ModelRepository
 from server.telemetry.failures import log_failed_request
+from server.tracing.requests import RequestSpan, RequestTracer
 from server.traffic.coordinator import Coordinator
+from server.types import InferRequest
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -46,9 +48,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         server_name: str,
         is_ready: Callable[[], bool],
         undecodable: Callable[[str], None],
+        tracer: RequestTracer | None = None,
     ) -> None:
-        """`undecodable` hears the status code of every inference request that does not decode."""
+        """`undecodable` hears the status code of every inference request that does not decode;
+        `tracer` starts the spans of sampled inference requests (None: tracing off)."""
         self._core = core
+        self._tracer = tracer
         self._repository = repository
         self._coordinator = coordinator
         self._undecodable = undecodable
@@ -56,7 +61,32 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._is_ready = is_ready
         self._responses = ResponseWriter()
 
-    async def _infer(self, request: pb.ModelInferRequest, context: Context, deadline: float | None = None) -> bytes:
+    async def _infer(
+        self, request: pb.ModelInferRequest, context: Context, deadline: float | None = None, method: str = "ModelInfer"
+    ) -> bytes:
+        tracer = self._tracer
+        if tracer is not None:  # with tracing off, this check is all it costs
+            trace = tracer.start(method, context.invocation_metadata)
+            if trace is not None:
+                return await self._infer_traced(request, context, deadline, trace)
+        return self._responses.encode(await self._core.infer(self._decode(request, context, deadline)))
+
+    async def _infer_traced(
+        self, request: pb.ModelInferRequest, context: Context, deadline: float | None, trace: RequestSpan
+    ) -> bytes:
+        trace.decoded(request.model_name, request.id)
+        try:
+            decoded = self._decode(request, context, deadline)
+            decoded.trace = trace
+            response = self._responses.encode(await self._core.infer(decoded))
+        except BaseException as error:
+            code, text = status_for(error) if isinstance(error, Exception) else (grpc.StatusCode.CANCELLED, "cancelled")
+            trace.failed(code.value[0], f"{code.name}: {text}")
+            raise
+        trace.succeeded()
+        return response
+
+    def _decode(self, request: pb.ModelInferRequest, context: Context, deadline: float | None) -> InferRequest:
         try:
             decoded = decode_request(request)
         except ServerError as error:
@@ -66,7 +96,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise
         decoded.deadline = deadline
         decoded.metadata = context.invocation_metadata  # read only when routing needs a sticky key
-        return self._responses.encode(await self._core.infer(decoded))
+        return decoded
 
     # ------------------------------------------------------------ health
 
@@ -115,7 +145,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[bytes]:
         async def infer(message: pb.ModelInferRequest) -> bytes:
-            return await self._infer(message, context)
+            return await self._infer(message, context, method="ModelStreamInfer")
 
         async for response in serve_stream(request_iterator, infer):
             yield response

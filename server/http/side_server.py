@@ -10,7 +10,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,14 @@ class SideHttpServer:
             self._server.close()
             await self._server.wait_closed()
 
-    def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
+    def _route(self, method: str, path: str, accept: str = "") -> tuple[int, str, bytes]:
         if method not in {"GET", "HEAD"}:
             return 405, "text/plain", b"only GET is supported\n"
         path = path.split("?", 1)[0]
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+            # Prometheus text by default; OpenMetrics (which carries exemplars) when the scraper asks for it.
+            encode, content_type = choose_encoder(accept)
+            return 200, content_type, encode(self._registry)
         if path == "/v2/health/live":
             return 200, "text/plain", b"live\n"
         if path == "/v2/health/ready":
@@ -52,13 +55,14 @@ class SideHttpServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT_S)
-            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+            lines = head.decode("latin-1").split("\r\n")
+            parts = lines[0].split()
             if len(parts) != 3 or len(head) > _MAX_HEADER_BYTES:
                 status, content_type, body = 400, "text/plain", b"bad request\n"
                 method = "GET"
             else:
                 method, path, _ = parts
-                status, content_type, body = self._route(method, path)
+                status, content_type, body = self._route(method, path, _header(lines[1:], "accept"))
             header = (
                 f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -69,3 +73,12 @@ class SideHttpServer:
             pass  # a client that went away or never sent a request gets nothing
         finally:
             writer.close()
+
+
+def _header(lines: list[str], name: str) -> str:
+    """The value of header `name` (lower-case) among the request's header lines, "" when absent."""
+    for line in lines:
+        key, colon, value = line.partition(":")
+        if colon and key.strip().lower() == name:
+            return value.strip()
+    return ""

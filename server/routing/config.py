@@ -40,6 +40,10 @@ class JudgeConfig(_Section):
     """The canary fails when its p99 latency exceeds the stable's times this..."""
     min_latency_delta_s: float = Field(0.025, ge=0.0)
     """...and by more than this many seconds: on a small model one stalled batch moves a p99 by milliseconds."""
+    max_prediction_psi: float = Field(1.0, ge=0.0)
+    """The canary fails when its predictions differ from the stable's by more than this PSI (stable as the
+    reference; the largest over the watched outputs, both with min_requests predictions). Two sound models
+    differ by 0.1-0.5; a broken one (a constant, swapped classes) by several units. 0 turns the gate off."""
     failure_limit: int = Field(2, ge=1)
     """Failed checks in a row, over windows that do not overlap, before the rollback (Flagger's `threshold`)."""
     steps: tuple[int, ...] = ()

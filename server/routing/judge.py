@@ -5,7 +5,9 @@ A canary fails a check when
   Wilson lower bound of the canary's rate must clear the stable's rate plus the margin, so a
   handful of unlucky errors at low traffic proves nothing; or
 - its p99 latency exceeds the stable's times `max_latency_ratio` (and by more than
-  `min_latency_delta_s`, so that one stalled batch on a small model cannot trip it).
+  `min_latency_delta_s`, so that one stalled batch on a small model cannot trip it); or
+- its predictions are distributed unlike the stable's: the PSI between them (measured by the drift
+  monitor over the watched outputs) exceeds `max_prediction_psi`.
 No verdict is given until the canary has `min_requests` requests in the window: the stateful judge
 widens the window at low traffic instead, so a 1 % canary neither misfires nor sleeps.
 """
@@ -92,8 +94,23 @@ def quantile(latency: Sequence[int], bounds: Sequence[float], q: float) -> float
     return bounds[-1]
 
 
-def judge_canary(stable: WindowStats, canary: WindowStats, config: JudgeConfig, bounds: Sequence[float]) -> Verdict:
-    """The verdict on `canary`'s window against `stable`'s window over the same time span."""
+@dataclass(frozen=True, slots=True)
+class PredictionDistance:
+    """How differently the canary predicts: the largest PSI against the stable, and on which watched output."""
+
+    psi: float
+    output: str
+
+
+def judge_canary(
+    stable: WindowStats,
+    canary: WindowStats,
+    config: JudgeConfig,
+    bounds: Sequence[float],
+    predictions: PredictionDistance | None = None,
+) -> Verdict:
+    """The verdict on `canary`'s window against `stable`'s window over the same time span; `predictions`
+    is None until both versions have predicted enough to compare."""
     evidence: dict[str, float] = {
         "canary_requests": canary.requests,
         "canary_errors": canary.errors,
@@ -116,6 +133,10 @@ def judge_canary(stable: WindowStats, canary: WindowStats, config: JudgeConfig, 
         slower = canary_p99 > stable_p99 * config.max_latency_ratio
         if slower and canary_p99 - stable_p99 > config.min_latency_delta_s:
             reasons.append("latency")
+    if predictions is not None and config.max_prediction_psi > 0:
+        evidence.update(prediction_psi=predictions.psi)
+        if predictions.psi > config.max_prediction_psi:
+            reasons.append("predictions")  # which output: PredictionDistance.output, logged by the judge
     return Verdict(Outcome.FAILING if reasons else Outcome.HEALTHY, tuple(reasons), evidence)
 
 

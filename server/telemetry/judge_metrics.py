@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from server.routing.changes import ChangeKind, RoutingChange
 
-#: The judge's reasons; an operator's rollback is counted as "manual" (its free text stays in the state and log).
-JUDGE_REASONS = frozenset({"error_rate", "latency", "error_rate+latency"})
+#: The judge's reasons, alone or joined by "+" in this order; an operator's rollback is counted as "manual"
+#: (its free text stays in the state and log).
+GATES = ("error_rate", "latency", "predictions")
+JUDGE_REASONS = frozenset("+".join(chosen) for size in (1, 2, 3) for chosen in combinations(GATES, size))
 
 
 class JudgeMetrics:
@@ -27,7 +31,8 @@ class JudgeMetrics:
         )
         self.rollbacks = Counter(
             "inference_rollbacks",
-            "Versions taken out of routing (weight 0), by reason: error_rate, latency, error_rate+latency or manual.",
+            "Versions taken out of routing (weight 0), by reason: error_rate, latency, predictions, their "
+            "combinations joined by + (e.g. error_rate+latency), or manual.",
             ("model", "version", "reason"),
             registry=registry,
         )

@@ -11,8 +11,10 @@ from collections.abc import Callable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
+from server.predictions.watches import WatchPlan
 from server.runtime.identity import ModelIdentity
 from server.statistics import VersionStatistics
+from server.telemetry.prediction_metrics import PredictionFamilies
 from server.telemetry.recorder import VersionRecorder
 
 #: Request latency buckets: 100 µs .. 10 s, denser where online inference lives.
@@ -122,6 +124,7 @@ class ServerMetrics:
             registry=registry,
         )
         self._info_labels: dict[tuple[str, int], tuple[str, ...]] = {}
+        self.predictions = PredictionFamilies(registry)
         self.model_ready = Gauge(
             "inference_model_ready",
             "1 when the model version serves traffic, else 0.",
@@ -171,6 +174,12 @@ class ServerMetrics:
         """Router observer: a sticky value that could not be used (rare, so counted at once)."""
         self.sticky_key_invalid.labels(model, reason).inc()
 
-    def recorder(self, model: str, version: int, statistics: VersionStatistics) -> VersionRecorder:
-        """The request and execution accounting of one loaded version (its labelled children looked up once)."""
-        return VersionRecorder(self, model, version, statistics)
+    def recorder(
+        self, model: str, version: int, statistics: VersionStatistics, watches: WatchPlan | None = None
+    ) -> VersionRecorder:
+        """The request and execution accounting of one loaded version (its labelled children looked up once);
+        `watches` are the outputs and inputs whose predictions it counts."""
+        predictions = None
+        if watches is not None and not watches.empty:
+            predictions = self.predictions.recorder(model, version, watches)
+        return VersionRecorder(self, model, version, statistics, predictions)

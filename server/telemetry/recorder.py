@@ -11,11 +11,13 @@ so nothing here is locked.
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_left
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy.typing as npt
+from prometheus_client.samples import Exemplar
 
 from server.routing.table import Route
 from server.runtime.runner import RunTimings
@@ -23,6 +25,7 @@ from server.statistics import VersionStatistics
 
 if TYPE_CHECKING:
     from server.telemetry.metrics import ServerMetrics
+    from server.telemetry.prediction_metrics import PredictionRecorder
 
 _NS = 1e-9
 
@@ -30,7 +33,7 @@ _NS = 1e-9
 class BufferedHistogram:
     """Observations counted per bucket in plain integers until `flush()` adds them to a Prometheus histogram."""
 
-    __slots__ = ("_bounds", "_child", "_counts", "_sum")
+    __slots__ = ("_bounds", "_child", "_counts", "_exemplars", "_sum")
 
     def __init__(self, child: Any) -> None:
         # prometheus_client keeps a histogram child's buckets in `_upper_bounds` / `_buckets` / `_sum`.
@@ -44,11 +47,22 @@ class BufferedHistogram:
         self._bounds = tuple(bounds[:-1])
         self._counts = [0] * len(bounds)
         self._sum = 0.0
+        self._exemplars: dict[int, Exemplar] = {}
 
     def observe(self, value: float) -> None:
         # Prometheus buckets are "less than or equal": the first bound >= value.
         self._counts[bisect_left(self._bounds, value)] += 1
         self._sum += value
+
+    def observe_traced(self, value: float, trace_id: str) -> None:
+        """An observation of a traced request: its bucket's exemplar until a later traced one replaces it.
+
+        Kept per bucket, so a slow request's trace is not overwritten by the fast majority's before a scrape.
+        """
+        index = bisect_left(self._bounds, value)
+        self._counts[index] += 1
+        self._sum += value
+        self._exemplars[index] = Exemplar({"trace_id": trace_id}, value, time.time())
 
     def flush(self) -> None:
         counts = self._counts
@@ -60,13 +74,26 @@ class BufferedHistogram:
                 counts[index] = 0
         self._child._sum.inc(self._sum)
         self._sum = 0.0
+        if self._exemplars:
+            # As Histogram.observe(exemplar=) stores one; under multiprocess mode (--workers) a no-op.
+            for index, exemplar in self._exemplars.items():
+                self._child._buckets[index].set_exemplar(exemplar)
+            self._exemplars.clear()
 
 
 class VersionRecorder:
     """ModelStatistics counters and Prometheus samples of one loaded model version."""
 
-    def __init__(self, families: ServerMetrics, model: str, version: int, statistics: VersionStatistics) -> None:
-        """`families` are the metric families whose labelled children this version's samples go to."""
+    def __init__(
+        self,
+        families: ServerMetrics,
+        model: str,
+        version: int,
+        statistics: VersionStatistics,
+        predictions: PredictionRecorder | None = None,
+    ) -> None:
+        """`families` are the metric families whose labelled children this version's samples go to;
+        `predictions` counts the watched outputs of every execution (None: nothing watched)."""
         labels = (model, str(version))
         self.statistics = statistics
         self._families = families
@@ -80,16 +107,25 @@ class VersionRecorder:
         self._batch_size = BufferedHistogram(families.batch_size.labels(*labels))
         self._routed_children = [families.routed.labels(*labels, route.label) for route in Route]
         self._routed = [0] * len(Route)
+        self.predictions = predictions
+        # Bound once: an execution then costs one call that appends to lists (see predictions.tally).
+        self._observe_predictions = None if predictions is None else predictions.tally.observe
+        self._watch_inputs = predictions is not None and predictions.watch_inputs
 
     def routed(self, route: Route) -> None:
         """One request sent to this version, and how the router chose it (a list index: hot path)."""
         self._routed[route] += 1
 
-    def succeeded(self, rows: int, duration_ns: int, timings: RunTimings) -> None:
-        """One request answered: `duration_ns` in the server, `timings` of its share of an execution."""
+    def succeeded(self, rows: int, duration_ns: int, timings: RunTimings, trace_id: str | None = None) -> None:
+        """One request answered: `duration_ns` in the server, `timings` of its share of an execution.
+
+        `trace_id` (32 hex digits) when the request was traced: the duration's exemplar."""
         self.statistics.record_success(rows, duration_ns, timings)
         self._ok_count += 1
-        self._duration.observe(duration_ns * _NS)
+        if trace_id is None:
+            self._duration.observe(duration_ns * _NS)
+        else:
+            self._duration.observe_traced(duration_ns * _NS, trace_id)
         self._queue.observe(timings.queue_ns * _NS)
 
     def failed(self, code: str, duration_ns: int) -> None:
@@ -97,14 +133,23 @@ class VersionRecorder:
         self.statistics.record_failure(duration_ns)
         self._families.requests.labels(*self._labels, code).inc()
 
-    def executed(self, rows: int, timings: RunTimings, outputs: Mapping[str, npt.NDArray[Any]]) -> None:
-        """One runtime execution of `rows` samples: the batcher's execution observer (outputs unused here)."""
+    def executed(
+        self,
+        rows: int,
+        timings: RunTimings,
+        outputs: Mapping[str, npt.NDArray[Any]],
+        inputs: Mapping[str, npt.NDArray[Any]],
+    ) -> None:
+        """One runtime execution of `rows` samples: the batcher's execution observer."""
         self.statistics.record_execution(rows, timings)
+        if self._observe_predictions is not None:
+            self._observe_predictions(outputs, inputs if self._watch_inputs else None)
         self._batch_size.observe(rows)
         self._compute.observe((timings.input_ns + timings.infer_ns + timings.output_ns) * _NS)
 
-    def flush(self, in_flight: int) -> None:
-        """Move what accumulated into Prometheus; `in_flight` is the version's pending-request count now."""
+    def flush(self, in_flight: int, predictions: bool = True) -> None:
+        """Move what accumulated into Prometheus; `in_flight` is the version's pending-request count now.
+        `predictions=False` leaves the prediction counts buffered (they cost more to count; see App)."""
         if self._ok_count:
             self._ok.inc(self._ok_count)
             self._ok_count = 0
@@ -112,6 +157,8 @@ class VersionRecorder:
         self._queue.flush()
         self._compute.flush()
         self._batch_size.flush()
+        if predictions and self.predictions is not None:
+            self.predictions.flush()
         self._pending.set(in_flight)
         routed = self._routed
         for route, count in enumerate(routed):

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from server.errors import ServerError
 from server.routing.changes import ChangeKind, RoutingChange
 from server.routing.config import JudgeConfig
-from server.routing.judge import Outcome, Verdict, WindowStats, judge_canary, next_step
+from server.routing.judge import Outcome, PredictionDistance, Verdict, WindowStats, judge_canary, next_step
 from server.telemetry.judge_metrics import JudgeMetrics
 from server.telemetry.metrics import LATENCY_BUCKETS
 from server.telemetry.totals import VersionTotals
@@ -82,9 +82,13 @@ class CanaryJudge:
         totals: Callable[[], Totals],
         apply: Callable[[RoutingChange], Awaitable[None]],
         metrics: JudgeMetrics,
+        predictions: Callable[[str, int, int, int], tuple[float, str] | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         tick_s: float = 0.05,
     ) -> None:
+        """`predictions(model, stable, canary, min_samples)`: the largest PSI of the canary's predictions against
+        the stable's and the output it was on (the drift monitor's), or None until both predicted enough."""
+        self._predictions = predictions
         self._targets = targets
         self._totals = totals
         self._apply = apply
@@ -196,7 +200,11 @@ class CanaryJudge:
         for canary in target.canaries:
             key = (target.model, canary)
             stable, observed = self._window(target, canary, now)
-            verdict = judge_canary(stable, observed, target.config, LATENCY_BUCKETS)
+            distance = None
+            if self._predictions is not None and target.stable is not None and target.config.max_prediction_psi > 0:
+                found = self._predictions(target.model, target.stable, canary, target.config.min_requests)
+                distance = None if found is None else PredictionDistance(*found)
+            verdict = judge_canary(stable, observed, target.config, LATENCY_BUCKETS, distance)
             failures = self._failures.get(key, 0)
             if verdict.outcome is Outcome.FAILING:
                 # Consecutive checks share most of their window: one bad stretch of traffic would count
@@ -213,14 +221,16 @@ class CanaryJudge:
             self._metrics.checks.labels(target.model, str(canary), verdict.outcome.value).inc()
             self._metrics.failed_checks.labels(target.model, str(canary)).set(failures)
             if verdict.outcome is Outcome.FAILING and failures >= target.config.failure_limit:
-                changes.append(self._rollback(target, canary, verdict))
+                changes.append(self._rollback(target, canary, verdict, distance))
             elif verdict.outcome is Outcome.HEALTHY and target.config.steps:
                 promotion = self._promote(target, canary)
                 if promotion is not None:
                     changes.append(promotion)
         return changes
 
-    def _rollback(self, target: JudgeTarget, canary: int, verdict: Verdict) -> RoutingChange:
+    def _rollback(
+        self, target: JudgeTarget, canary: int, verdict: Verdict, predictions: PredictionDistance | None
+    ) -> RoutingChange:
         reason = "+".join(verdict.reasons)
         log.warning(
             "canary rolled back",
@@ -231,6 +241,8 @@ class CanaryJudge:
                 "stable_version": target.stable,
                 "reason": reason,
                 "evidence": verdict.evidence,
+                # which watched output differed most (the evidence holds only numbers)
+                "prediction_output": None if predictions is None else predictions.output,
             },
         )
         self._forget(target.model, canary)

@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
-from server.batching.batcher import BatchPolicy, DynamicBatcher
+from server.batching.batcher import BatchPolicy, DynamicBatcher, TracedBatchObserver
 from server.model_config import ModelConfig
+from server.predictions.profile import ReferenceProfile
+from server.predictions.watches import TensorShape, WatchPlan, plan_watches
 from server.runtime.onnx_runner import OnnxRunner, load_onnx_model
 from server.runtime.pool import InferencePool
 from server.settings import RuntimeSettings
 from server.statistics import VersionStatistics
 from server.telemetry.recorder import VersionRecorder
+from server.types import ModelSignature, TensorSpec
 from server.versions.loaded import LoadedVersion
+from server.versions.references import read_reference
 
-RecorderFactory = Callable[[str, int, VersionStatistics], VersionRecorder]
-"""(model, version, its statistics) -> the version's request and execution accounting."""
+log = logging.getLogger(__name__)
+
+RecorderFactory = Callable[[str, int, VersionStatistics, WatchPlan], VersionRecorder]
+"""(model, version, its statistics, what it watches) -> the version's request and execution accounting."""
+
+
+def tensor_shape(spec: TensorSpec) -> TensorShape:
+    return TensorShape(spec.name, spec.datatype, spec.shape[1:])
+
+
+def watch_plan(
+    signature: ModelSignature, config: ModelConfig, metadata: dict[str, str], profile: ReferenceProfile | None
+) -> WatchPlan:
+    """The outputs (and inputs) whose predictions are counted, from the signature, config and profile."""
+    inputs = tuple(tensor_shape(spec) for spec in signature.inputs)
+    outputs = tuple(tensor_shape(spec) for spec in signature.outputs)
+    return plan_watches(inputs, outputs, config.telemetry, metadata, profile)
 
 
 def batch_policy(config: ModelConfig, max_batch_size: int) -> BatchPolicy:
@@ -42,21 +62,28 @@ class OnnxVersionLoader:
         load_executor: Executor,
         inference_pool: InferencePool,
         recorder_factory: RecorderFactory,
+        traced_batches: TracedBatchObserver | None = None,
     ) -> None:
+        """`traced_batches` records the executions that served traced requests (None: tracing off)."""
         self._defaults = defaults
         self._load_executor = load_executor
         self._inference_pool = inference_pool
         self._recorder_factory = recorder_factory
+        self._traced_batches = traced_batches
 
     async def __call__(self, model_name: str, version: int, path: Path, config: ModelConfig) -> LoadedVersion:
         loop = asyncio.get_running_loop()
         model = await loop.run_in_executor(self._load_executor, load_onnx_model, path, config, self._defaults)
         label = f"{model_name}:{version}"
+        reference = None
+        if config.telemetry.enabled:
+            reference = await loop.run_in_executor(self._load_executor, read_reference, path, label)
         runner = OnnxRunner(model, self._inference_pool, label=label)
         statistics = VersionStatistics()
-        recorder = self._recorder_factory(model_name, version, statistics)
+        watches = watch_plan(model.signature, config, dict(model.identity.metadata), reference)
+        recorder = self._recorder_factory(model_name, version, statistics, watches)
         policy = batch_policy(config, model.signature.max_batch_size)
-        batcher = DynamicBatcher(runner, policy, label, recorder.executed)
+        batcher = DynamicBatcher(runner, policy, label, recorder.executed, self._traced_batches)
         await batcher.start()
         return LoadedVersion(
             model_name=model_name,
@@ -68,4 +95,5 @@ class OnnxVersionLoader:
             providers=model.providers,
             recorder=recorder,
             identity=model.identity,
+            reference=reference,
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from server.admission import RequestValidator
 from server.batching.batcher import DynamicBatcher
 from server.model_config import ModelConfig
+from server.predictions.profile import ReferenceProfile
 from server.runtime.identity import ModelIdentity
 from server.runtime.runner import Runner
 from server.statistics import VersionStatistics
@@ -32,6 +33,8 @@ class LoadedVersion:
     """Request and execution accounting: ModelStatistics counters and Prometheus samples."""
     identity: ModelIdentity = field(default_factory=lambda: ModelIdentity(sha256=""))
     """Which file this is: its sha256 and the ONNX producer and metadata."""
+    reference: ReferenceProfile | None = None
+    """What this version predicted on its reference data (`reference.json` beside the model), for drift."""
     label: str = field(init=False)
     """"model:version", as messages and logs name it."""
     version_text: str = field(init=False)

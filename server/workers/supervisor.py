@@ -27,11 +27,14 @@ from server.coordination.channel import Message
 from server.coordination.hub import CoordinationHub
 from server.http.side_server import SideHttpServer
 from server.lifecycle import run_loop
+from server.predictions.monitor import DriftMonitor
 from server.settings import ServerSettings
 from server.telemetry.judge_metrics import JudgeMetrics
+from server.telemetry.prediction_metrics import DriftGauge, read_live_counts
 from server.telemetry.process_metrics import ProcessTreeCollector
 from server.traffic.control import RoutingControl
 from server.traffic.state_store import RoutingStateStore
+from server.versions.references import RepositoryReferences
 from server.workers.handle import WorkerHandle, start_worker
 from server.workers.ports import reserve_port
 from server.workers.restarts import RestartBudget
@@ -87,8 +90,14 @@ class Supervisor:
             self._child_settings = worker_settings(self._settings, port)
             registry = self._metrics_registry()
             http, http_port = await self._start_http(registry)
-            self._hub = self._start_hub(registry)
+            drift = DriftMonitor(
+                live=lambda: read_live_counts(registry.collect()),
+                references=RepositoryReferences(self._settings.model_repository),
+            )
+            registry.register(DriftGauge(drift.scores))  # here only: one drift value per version per server
+            self._hub = self._start_hub(registry, drift)
             judging = asyncio.create_task(self._hub.judge.run(), name="canary judge")
+            scoring = asyncio.create_task(drift.run(), name="drift monitor")
             log.info(
                 "server listening",
                 extra={"grpc_port": port, "http_port": http_port, "host": grpc.host, "workers": self._settings.workers},
@@ -99,7 +108,8 @@ class Supervisor:
                 await self._stop.wait()
             finally:
                 judging.cancel()
-                await asyncio.gather(judging, return_exceptions=True)
+                scoring.cancel()
+                await asyncio.gather(judging, scoring, return_exceptions=True)
                 await self._hub.stop()
                 await self._stop_workers()
                 if http is not None:
@@ -120,7 +130,7 @@ class Supervisor:
         http = SideHttpServer(registry, self.is_ready)
         return http, await http.start(self._settings.http.host, self._settings.http.port)
 
-    def _start_hub(self, registry: CollectorRegistry) -> CoordinationHub:
+    def _start_hub(self, registry: CollectorRegistry, drift: DriftMonitor) -> CoordinationHub:
         """The coordination hub: owns the routing state file and judges canaries on every worker's traffic.
 
         The judge's families live only here (workers have none), so /metrics shows each once.
@@ -128,7 +138,7 @@ class Supervisor:
         metrics = JudgeMetrics(registry)
         store = RoutingStateStore(state_directory(self._settings))
         control = RoutingControl(store, owner=True, on_change=metrics.changed)
-        return CoordinationHub(control, registry, metrics)
+        return CoordinationHub(control, registry, metrics, drift)
 
     def _spawn(self, slot: int) -> None:
         worker = start_worker(self._context, self._child_settings, slot, asyncio.get_running_loop())

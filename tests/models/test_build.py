@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from server.model_config import load_model_config
+from server.predictions.profile import load_profile
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
@@ -77,6 +78,7 @@ def test_rebuild_is_byte_identical(builds: tuple[Path, Path, dict[str, float]]) 
 def test_layout_and_configs(builds: tuple[Path, Path, dict[str, float]]) -> None:
     first, _, _ = builds
     expected = {f"{key}/model.onnx" for key in CONTRACTS} | {f"{m}/config.toml" for m in CONFIGS} | {"README.md"}
+    expected |= {f"{key}/reference.json" for key in CONTRACTS}
     assert set(_files(first)) == expected
     for name, text in CONFIGS.items():
         assert (first / name / "config.toml").read_text() == text
@@ -128,3 +130,13 @@ def test_accuracy(builds: tuple[Path, Path, dict[str, float]]) -> None:
     assert accuracies["fraud/2"] >= accuracies["fraud/1"]
     assert accuracies["fraud/2"] > 0.96
     assert accuracies["shapes/1"] > 0.9
+
+
+@pytest.mark.parametrize("key", sorted(CONTRACTS))
+def test_committed_reference_profiles_are_the_built_ones(builds: tuple[Path, Path, dict[str, float]], key: str) -> None:
+    fresh = (builds[0] / key / "reference.json").read_bytes()
+    assert (MODELS_DIR / key / "reference.json").read_bytes() == fresh, "run `make models` and commit the profiles"
+    profile = load_profile(MODELS_DIR / key / "reference.json")
+    c = CONTRACTS[key]
+    assert profile.samples > 0 and set(profile.classes) == {c.probs_name, c.label_name}
+    assert sum(profile.classes[c.label_name].values()) == pytest.approx(1.0, abs=1e-4)

@@ -149,3 +149,30 @@ def write_versions(root: Path, name: str, models: dict[int, bytes], config: str 
     if config is not None:
         (root / name / "config.toml").write_text(config)
     return root / name
+
+
+def scorer(classes: str = "negative,positive") -> bytes:
+    """x FP32 [batch, 1] in [0, 1] -> score = x [batch, 1], probabilities = [1 - x, x] [batch, 2] and
+    label = argmax INT64 [batch] (ties go to class 0): every output's value is known from the input.
+    The ONNX metadata names the classes, as an exported classifier's would."""
+    one = numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["x"], ["score"]),
+            helper.make_node("Sub", ["one", "x"], ["complement"]),
+            helper.make_node("Concat", ["complement", "x"], ["probabilities"], axis=1),
+            helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+        ],
+        "scorer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
+        [
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+        ],
+        initializer=[one],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
+    model.ir_version = 9
+    helper.set_model_props(model, {"classes": classes})
+    return model.SerializeToString()

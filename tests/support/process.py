@@ -94,11 +94,14 @@ class ServerProcess:
             self._process.kill()
             self.wait()
 
+    def scrape(self) -> str:
+        """The server's /metrics, as Prometheus would read it."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
     def metric(self, name: str, **labels: str) -> float:
         """The current value of one sample on the server's /metrics (0 when absent)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(self.scrape()):
             for sample in family.samples:
                 if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                     return float(sample.value)

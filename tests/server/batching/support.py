@@ -68,7 +68,13 @@ class Observer:
         self.executions: list[tuple[int, RunTimings]] = []
         self.outputs: list[dict[str, npt.NDArray[Any]]] = []
 
-    def __call__(self, batch_rows: int, timings: RunTimings, outputs: Mapping[str, npt.NDArray[Any]]) -> None:
+    def __call__(
+        self,
+        batch_rows: int,
+        timings: RunTimings,
+        outputs: Mapping[str, npt.NDArray[Any]],
+        inputs: Mapping[str, npt.NDArray[Any]],
+    ) -> None:
         self.executions.append((batch_rows, timings))
         self.outputs.append(dict(outputs))
 

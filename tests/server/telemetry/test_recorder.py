@@ -59,7 +59,7 @@ def test_version_recorder_counts_requests_and_executions_after_a_flush() -> None
     for _ in range(3):
         recorder.succeeded(2, 5_000_000, timings)
     recorder.failed("INVALID_ARGUMENT", 1_000)
-    recorder.executed(6, timings, {})
+    recorder.executed(6, timings, {}, {})
     labels = (("model", "m"), ("version", "3"))
 
     # ModelStatistics counts at once; Prometheus only after the flush (except failures, which are rare).

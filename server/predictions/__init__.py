@@ -1,0 +1,1 @@
+"""What a model predicts: watched outputs and inputs, reference profiles, drift (pure, numpy only)."""

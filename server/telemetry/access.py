@@ -1,0 +1,55 @@
+"""The sampled access log: one structured line for a share of the successful requests.
+
+Off by default (no AccessLog is built). No payloads: model, served version, request id, trace id and duration.
+Client-controlled text goes into fields, which both log formats escape (see telemetry.logging).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from random import random
+from typing import Any
+
+from server.telemetry.tracecontext import trace_id_from
+
+log = logging.getLogger("server.access")
+
+
+class AccessLog:
+    """Logs each successful request with probability `sample` (1.0: every one)."""
+
+    def __init__(self, sample: float, draw: Callable[[], float] = random) -> None:
+        """`draw` returns a uniform number in [0, 1) (a parameter so that tests can fix it)."""
+        if not 0.0 < sample <= 1.0:
+            raise ValueError(f"access log sample must be in (0, 1], not {sample}")
+        self._sample = sample
+        self._draw = draw
+
+    def answered(
+        self,
+        model: str,
+        version: str,
+        request_id: str,
+        duration_ns: int,
+        trace_id: str | None,
+        metadata: Callable[[], Any] | None,
+    ) -> None:
+        """One request answered OK. `trace_id` is its span's, when it was traced; else the caller's traceparent
+        (in `metadata`, the transport's (key, value) pairs, fetched only for a line that is written) gives it."""
+        if self._sample < 1.0 and self._draw() >= self._sample:
+            return
+        if trace_id is None:
+            trace_id = trace_id_from(None if metadata is None else metadata())
+        log.info(
+            "request served",
+            extra={
+                "event": "request_served",
+                "model": model,
+                "version": version,
+                "code": "OK",
+                "request_id": request_id,
+                "trace_id": trace_id,
+                "duration_ms": round(duration_ns / 1e6, 3),
+            },
+        )

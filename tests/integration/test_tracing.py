@@ -1,0 +1,203 @@
+"""OpenTelemetry traces from a real server to a real OTLP/gRPC receiver; exemplars on /metrics; the access log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from oip.v1 import grpc_service_pb2 as pb
+from oip.v1 import grpc_service_pb2_grpc as pb_grpc
+from server.app import App
+from server.settings import LoggingSettings, TracingSettings
+from tests.integration.helpers import infer_request
+from tests.integration.test_observability import http_get
+from tests.support import onnx_models
+from tests.support.otlp import TraceReceiver
+from tests.support.process import ServerProcess
+from tests.support.servers import local_settings
+
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+REQUEST_SPAN = "inference.GRPCInferenceService/ModelInfer"
+#: Long enough that two concurrent requests always share a batch, short enough to keep the tests quick.
+BATCH_CONFIG = "max_batch_size = 8\n[batching]\nmax_queue_delay_us = 100000\n"
+
+
+def traceparent(parent_span: str, sampled: bool = True) -> tuple[tuple[str, str], ...]:
+    return (("traceparent", f"00-{CLIENT_TRACE}-{parent_span}-{'01' if sampled else '00'}"),)
+
+
+def simple_request(request_id: str = "", **inputs: Any) -> pb.ModelInferRequest:
+    arrays = inputs or {"INPUT0": np.ones((1, 16), np.int32), "INPUT1": np.ones((1, 16), np.int32)}
+    return infer_request("simple", arrays, id=request_id)
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    onnx_models.write_model(tmp_path, "simple", onnx_models.add_sub(), config=BATCH_CONFIG)
+    return tmp_path
+
+
+@pytest.fixture
+def receiver() -> Iterator[TraceReceiver]:
+    with TraceReceiver() as started:
+        yield started
+
+
+@asynccontextmanager
+async def serving(
+    repository: Path, tracing: TracingSettings, access_sample: float = 0.0
+) -> AsyncIterator[tuple[App, pb_grpc.GRPCInferenceServiceStub]]:
+    settings = local_settings(repository).model_copy(
+        update={"tracing": tracing, "log": LoggingSettings(access_sample=access_sample)}
+    )
+    app = App(settings, CollectorRegistry())
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+            yield app, pb_grpc.GRPCInferenceServiceStub(channel)
+    finally:
+        await app.stop(grace_s=2.0)  # shuts the tracer provider down: every span is exported by now
+
+
+def otlp(receiver: TraceReceiver, sampler: str = "always_on") -> TracingSettings:
+    return TracingSettings(
+        traces_exporter="otlp", exporter_otlp_traces_endpoint=receiver.endpoint, traces_sampler=sampler
+    )
+
+
+async def test_request_spans_continue_the_callers_trace_and_one_batch_span_links_them(
+    repository: Path, receiver: TraceReceiver
+) -> None:
+    async with serving(repository, otlp(receiver)) as (_, stub):
+        await asyncio.gather(
+            stub.ModelInfer(simple_request("a"), metadata=traceparent("00f067aa0ba902b7")),
+            stub.ModelInfer(simple_request("b"), metadata=traceparent("00f067aa0ba902b8")),
+        )
+        bad = simple_request("c", INPUT0=np.ones((1, 16), np.int32), WRONG=np.ones((1, 16), np.int32))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ModelInfer(bad, metadata=traceparent("00f067aa0ba902b9"))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    requests = {span.attributes["inference.request.id"]: span for span in receiver.named(REQUEST_SPAN)}
+    assert set(requests) == {"a", "b", "c"}
+    for request_id, parent in (("a", "00f067aa0ba902b7"), ("b", "00f067aa0ba902b8"), ("c", "00f067aa0ba902b9")):
+        span = requests[request_id]
+        assert (span.trace_id, span.parent_span_id) == (CLIENT_TRACE, parent)
+        assert span.attributes["rpc.system"] == "grpc"
+        assert span.attributes["rpc.service"] == "inference.GRPCInferenceService"
+        assert span.attributes["rpc.method"] == "ModelInfer"
+        assert span.attributes["inference.model.name"] == "simple"
+        assert span.attributes["inference.model.version"] == "1"
+        assert span.resource["service.name"] == "oip-inference-server"
+
+    for request_id in ("a", "b"):
+        assert requests[request_id].attributes["rpc.grpc.status_code"] == 0 and not requests[request_id].error
+    failed = requests["c"]
+    assert failed.error and failed.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert failed.status_message.startswith("INVALID_ARGUMENT: ")
+
+    (batch,) = receiver.named("inference.batch")  # both requests ran in one execution, recorded once
+    assert batch.parent_span_id == "" and batch.trace_id != CLIENT_TRACE
+    assert sorted(batch.links) == sorted((CLIENT_TRACE, requests[r].span_id) for r in ("a", "b"))
+    assert batch.attributes["inference.batch.size"] == 2 and batch.attributes["inference.batch.requests"] == 2
+    for request_id in ("a", "b"):
+        children = {s.name: s for s in receiver.spans if s.parent_span_id == requests[request_id].span_id}
+        assert set(children) == {"inference.queue", "inference.compute"}
+        assert children["inference.compute"].links == [(batch.trace_id, batch.span_id)]
+
+
+async def test_stream_messages_get_a_span_each(repository: Path, receiver: TraceReceiver) -> None:
+    async with serving(repository, otlp(receiver)) as (_, stub):
+
+        async def messages() -> AsyncIterator[pb.ModelInferRequest]:
+            for request_id in ("s1", "s2"):
+                yield simple_request(request_id)
+
+        stream = stub.ModelStreamInfer(messages(), metadata=traceparent("00f067aa0ba902b7"))
+        responses = [response async for response in stream]
+        assert [response.error_message for response in responses] == ["", ""]
+
+    spans = receiver.named("inference.GRPCInferenceService/ModelStreamInfer")
+    assert sorted(span.attributes["inference.request.id"] for span in spans) == ["s1", "s2"]
+    assert {(span.trace_id, span.parent_span_id, span.attributes["rpc.method"]) for span in spans} == {
+        (CLIENT_TRACE, "00f067aa0ba902b7", "ModelStreamInfer")
+    }
+
+
+async def test_an_unsampled_caller_is_not_traced_under_a_parent_based_sampler(
+    repository: Path, receiver: TraceReceiver
+) -> None:
+    async with serving(repository, otlp(receiver, "parentbased_always_on")) as (_, stub):
+        await stub.ModelInfer(simple_request("off"), metadata=traceparent("00f067aa0ba902b7", sampled=False))
+        await stub.ModelInfer(simple_request("on"), metadata=traceparent("00f067aa0ba902b8"))
+    assert [span.attributes["inference.request.id"] for span in receiver.named(REQUEST_SPAN)] == ["on"]
+    assert len(receiver.named("inference.batch")) == 1
+
+
+async def test_the_duration_histogram_carries_the_trace_id_for_openmetrics_scrapers(
+    repository: Path, receiver: TraceReceiver
+) -> None:
+    async with serving(repository, otlp(receiver)) as (app, stub):
+        await stub.ModelInfer(simple_request(), metadata=traceparent("00f067aa0ba902b7"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n")
+        head, _, body = (await reader.read()).decode().partition("\r\n\r\n")
+        writer.close()
+        _, plain = await http_get(app.http_port, "/metrics")
+
+    assert "Content-Type: application/openmetrics-text" in head
+    exemplars = [line for line in body.splitlines() if "# {" in line]
+    assert len(exemplars) == 1, exemplars
+    assert exemplars[0].startswith("inference_request_duration_seconds_bucket{")
+    assert 'model="simple",version="1"} 1.0 # ' in exemplars[0]
+    assert f'# {{trace_id="{CLIENT_TRACE}"}}' in exemplars[0]
+    assert "trace_id" not in plain  # the Prometheus text format has no exemplars
+
+
+@pytest.mark.parametrize(("sample", "lines"), [(1.0, 3), (0.0, 0)])
+async def test_the_access_log_writes_the_sampled_share(
+    repository: Path, caplog: pytest.LogCaptureFixture, sample: float, lines: int
+) -> None:
+    with caplog.at_level(logging.INFO, logger="server.access"):
+        async with serving(repository, TracingSettings(), access_sample=sample) as (_, stub):
+            for index in range(3):
+                await stub.ModelInfer(simple_request(f"r{index}"), metadata=traceparent("00f067aa0ba902b7"))
+    records = [record for record in caplog.records if record.name == "server.access"]
+    assert len(records) == lines
+    if records:
+        record = records[0].__dict__
+        assert {key: record[key] for key in ("model", "version", "code", "request_id", "trace_id")} == {
+            "model": "simple",
+            "version": "1",
+            "code": "OK",
+            "request_id": "r0",
+            "trace_id": CLIENT_TRACE,
+        }
+        assert record["duration_ms"] > 0
+
+
+def test_each_worker_exports_its_own_spans_set_by_flags(repository: Path, receiver: TraceReceiver) -> None:
+    env = {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_TRACES_EXPORTER": "console"}  # the flag wins over the variable
+    flags = ("--workers", "2", "--traces-exporter", "otlp", "--otlp-endpoint", receiver.endpoint)
+    with ServerProcess(
+        repository, *flags, "--traces-sampler", "always_on", "--service-name", "scoring", env=env
+    ) as server:
+        workers = {entry["pid"] for entry in server.logs if entry.get("msg") == "worker started"}
+        for index in range(12):  # a channel (connection) each: the kernel spreads them over both workers
+            with grpc.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+                pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(simple_request(f"w{index}"), timeout=10)
+        spans = receiver.wait_for(REQUEST_SPAN, 12)
+    assert {span.resource["service.name"] for span in spans} == {"scoring"}
+    pids = {span.resource["process.pid"] for span in spans}
+    assert pids <= workers and os.getpid() not in pids
+    assert len(pids) == 2
