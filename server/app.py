@@ -134,7 +134,7 @@ class App:
                 metrics=judge_metrics,
                 predictions=self.drift.distance,
             )
-            self.coordinator = LocalCoordinator(self.repository, self.release, self.judge)
+            self.coordinator = LocalCoordinator(self.repository, self.release, self.judge, self.drift.scores)
         self._servicer = InferenceServicer(
             self.core,
             self.repository,

@@ -128,3 +128,37 @@ class RoutingState(_message.Message):
     overridden: bool
     versions: _containers.RepeatedCompositeFieldContainer[VersionRouting]
     def __init__(self, model: _Optional[str] = ..., sticky_key: _Optional[str] = ..., shadow_version: _Optional[int] = ..., shadow_fraction: _Optional[float] = ..., judge_enabled: _Optional[bool] = ..., judge_paused: _Optional[bool] = ..., overridden: _Optional[bool] = ..., versions: _Optional[_Iterable[_Union[VersionRouting, _Mapping]]] = ...) -> None: ...
+
+class DriftScore(_message.Message):
+    __slots__ = ("version", "output", "method", "value", "window_samples")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    output: str
+    method: str
+    value: float
+    window_samples: int
+    def __init__(self, version: _Optional[int] = ..., output: _Optional[str] = ..., method: _Optional[str] = ..., value: _Optional[float] = ..., window_samples: _Optional[int] = ...) -> None: ...
+
+class VersionDriftSetup(_message.Message):
+    __slots__ = ("version", "has_reference", "min_samples")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HAS_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    has_reference: bool
+    min_samples: int
+    def __init__(self, version: _Optional[int] = ..., has_reference: _Optional[bool] = ..., min_samples: _Optional[int] = ...) -> None: ...
+
+class DriftReport(_message.Message):
+    __slots__ = ("model", "scores", "versions")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    scores: _containers.RepeatedCompositeFieldContainer[DriftScore]
+    versions: _containers.RepeatedCompositeFieldContainer[VersionDriftSetup]
+    def __init__(self, model: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[DriftScore, _Mapping]]] = ..., versions: _Optional[_Iterable[_Union[VersionDriftSetup, _Mapping]]] = ...) -> None: ...

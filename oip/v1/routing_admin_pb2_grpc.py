@@ -64,6 +64,11 @@ class RoutingAdminStub:
                 request_serializer=oip_dot_v1_dot_routing__admin__pb2.PauseJudgeRequest.SerializeToString,
                 response_deserializer=oip_dot_v1_dot_routing__admin__pb2.RoutingState.FromString,
                 _registered_method=True)
+        self.GetDrift = channel.unary_unary(
+                '/oip.admin.v1.RoutingAdmin/GetDrift',
+                request_serializer=oip_dot_v1_dot_routing__admin__pb2.ModelRequest.SerializeToString,
+                response_deserializer=oip_dot_v1_dot_routing__admin__pb2.DriftReport.FromString,
+                _registered_method=True)
 
 
 class RoutingAdminServicer:
@@ -111,6 +116,13 @@ class RoutingAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDrift(self, request, context):
+        """The latest drift scores of a model's versions against their reference profiles (as inference_drift_score).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +155,11 @@ def add_RoutingAdminServicer_to_server(servicer, server):
                     servicer.PauseJudge,
                     request_deserializer=oip_dot_v1_dot_routing__admin__pb2.PauseJudgeRequest.FromString,
                     response_serializer=oip_dot_v1_dot_routing__admin__pb2.RoutingState.SerializeToString,
+            ),
+            'GetDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDrift,
+                    request_deserializer=oip_dot_v1_dot_routing__admin__pb2.ModelRequest.FromString,
+                    response_serializer=oip_dot_v1_dot_routing__admin__pb2.DriftReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +324,33 @@ class RoutingAdmin:
             '/oip.admin.v1.RoutingAdmin/PauseJudge',
             oip_dot_v1_dot_routing__admin__pb2.PauseJudgeRequest.SerializeToString,
             oip_dot_v1_dot_routing__admin__pb2.RoutingState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oip.admin.v1.RoutingAdmin/GetDrift',
+            oip_dot_v1_dot_routing__admin__pb2.ModelRequest.SerializeToString,
+            oip_dot_v1_dot_routing__admin__pb2.DriftReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,8 +6,10 @@
     python -m server.admin rollback MODEL VERSION [--reason TEXT]
     python -m server.admin reset MODEL
     python -m server.admin pause-judge MODEL | resume-judge MODEL
+    python -m server.admin drift --model MODEL
 
-Each change answers with the model's routing as it now stands (under --workers: in every worker).
+Each change answers with the model's routing as it now stands (under --workers: in every worker). `drift` shows
+the latest drift scores of a model's versions against their reference profiles (the inference_drift_score gauge).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("resume-judge", "restart automatic rollbacks and promotions"),
     ):
         commands.add_parser(name, help=text).add_argument("model")
+    drift = commands.add_parser("drift", help="drift scores of a model's versions against their reference profiles")
+    drift.add_argument("--model", required=True)
     return parser
 
 
@@ -77,6 +81,8 @@ def call(stub: admin_grpc.RoutingAdminStub, args: argparse.Namespace) -> Any:
         return stub.Rollback(rollback, timeout=timeout)
     if command == "reset":
         return stub.Reset(admin_pb.ModelRequest(model=args.model), timeout=timeout)
+    if command == "drift":
+        return stub.GetDrift(admin_pb.ModelRequest(model=args.model), timeout=timeout)
     paused = command == "pause-judge"
     return stub.PauseJudge(admin_pb.PauseJudgeRequest(model=args.model, paused=paused), timeout=timeout)
 
@@ -110,15 +116,37 @@ def format_state(state: admin_pb.RoutingState) -> str:
                 _cell(rolled),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines += [
-        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
+    lines += _table(rows)
     for v in state.versions:
         if v.rolled_back and v.rollback_evidence:
             lines.append(f"  v{v.version} rollback evidence: {_evidence(v.rollback_evidence)}")
         if v.verdict and v.verdict_evidence:
             lines.append(f"  v{v.version} last check ({v.checked_at}): {_evidence(v.verdict_evidence)}")
+    return "\n".join(lines)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+NO_DRIFT_SCORES = "no drift scores yet: a version needs a reference profile and min_samples predictions in its window"
+
+
+def format_drift(report: admin_pb.DriftReport) -> str:
+    """A drift report as an aligned table of scores, with a note on versions that cannot be scored."""
+    lines = [f"model {report.model}  (drift of recent predictions against each version's reference profile)"]
+    if report.scores:
+        rows = [("version", "output", "method", "value", "samples")]
+        rows += [(str(s.version), s.output, s.method, f"{s.value:.4f}", str(s.window_samples)) for s in report.scores]
+        lines += _table(rows)
+    else:
+        lines.append(f"  {NO_DRIFT_SCORES}")
+    for version in report.versions:
+        if not version.has_reference:
+            lines.append(f"  v{version.version} has no reference profile (reference.json): it is never scored")
     return "\n".join(lines)
 
 
@@ -129,6 +157,8 @@ def _evidence(values: Any) -> str:
 def render(response: Any, as_json: bool) -> str:
     if as_json:
         return json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2, sort_keys=True)
+    if isinstance(response, admin_pb.DriftReport):
+        return format_drift(response)
     states = list(response.models) if isinstance(response, admin_pb.GetRoutingResponse) else [response]
     if not states:
         return "no model has a [routing] section"

@@ -1,8 +1,9 @@
-"""Protobuf views of a model's routing for the admin API."""
+"""Protobuf views of a model's routing and prediction drift for the admin API."""
 
 from __future__ import annotations
 
 from oip.v1 import routing_admin_pb2 as admin_pb
+from server.predictions.monitor import DriftScore
 from server.repository.records import ModelRecord
 from server.routing.changes import ModelRoutingState
 from server.traffic.judge import CanaryStatus
@@ -59,4 +60,24 @@ def routing_state(
             entry.failed_checks = status.failed_checks
             entry.verdict_evidence.update(status.verdict.evidence)
             entry.checked_at = status.checked_at
+    return message
+
+
+def drift_report(record: ModelRecord, scores: list[DriftScore]) -> admin_pb.DriftReport:
+    """The DriftReport of one model: its versions' latest scores, and which loaded versions can be scored at all."""
+    message = admin_pb.DriftReport(model=record.name)
+    for score in sorted(scores, key=lambda s: (s.version, s.series, s.method)):
+        message.scores.add(
+            version=score.version,
+            output=score.series.label,
+            method=score.method,
+            value=score.value,
+            window_samples=score.samples,
+        )
+    for version, loaded in sorted(record.loaded.items()):
+        message.versions.add(
+            version=version,
+            has_reference=loaded.reference is not None,
+            min_samples=loaded.config.telemetry.drift.min_samples,
+        )
     return message

@@ -12,7 +12,7 @@ import grpc
 
 from oip.v1 import routing_admin_pb2 as admin_pb
 from oip.v1 import routing_admin_pb2_grpc as admin_grpc
-from server.admin.messages import routing_state
+from server.admin.messages import drift_report, routing_state
 from server.errors import InvalidInputError
 from server.grpc.errors import grpc_errors
 from server.repository.manager import ModelRepository
@@ -77,3 +77,11 @@ class RoutingAdminServicer(admin_grpc.RoutingAdminServicer):
     async def PauseJudge(self, request: admin_pb.PauseJudgeRequest, context: Context) -> admin_pb.RoutingState:
         self.authorize(context)
         return await self._change(self._release.pause_judge(request.model, request.paused), context)
+
+    @grpc_errors
+    async def GetDrift(self, request: admin_pb.ModelRequest, context: Context) -> admin_pb.DriftReport:
+        self.authorize(context)
+        if not request.model:
+            raise InvalidInputError("GetDrift needs a model name")
+        record = self._repository.record(request.model)  # an unknown model is NOT_FOUND
+        return drift_report(record, await self._coordinator.drift_scores(request.model))

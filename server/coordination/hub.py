@@ -6,6 +6,7 @@
   worker started later (a restart, a replacement) reads the same state.
 - It runs the canary judge on the merged traffic of all workers (read from the multiprocess
   metrics, as a scrape would), with what the workers report about each routed model.
+- It answers the workers' admin API with the judge's verdicts and the drift monitor's scores.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from server.coordination.channel import Channel, ChannelClosedError, Message
 from server.coordination.errors import error_fields, raise_reply_error
-from server.coordination.messages import status_to_json, target_from_json
+from server.coordination.messages import drift_score_to_json, status_to_json, target_from_json
 from server.predictions.monitor import DriftMonitor
 from server.routing.changes import RoutingChange
 from server.telemetry.judge_metrics import JudgeMetrics
@@ -40,8 +41,10 @@ class CoordinationHub:
         judge_metrics: JudgeMetrics,
         drift: DriftMonitor | None = None,
     ) -> None:
-        """`drift`: the monitor whose canary-versus-stable prediction distance the judge uses as a gate."""
+        """`drift`: the monitor whose canary-versus-stable prediction distance the judge uses as a gate, and whose
+        scores the workers' admin API reports."""
         self._control = control
+        self._drift = drift
         self._workers: dict[int, Channel] = {}
         self._targets: dict[str, JudgeTarget] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -121,6 +124,10 @@ class CoordinationHub:
             model = str(message["model"])
             statuses = {str(v): status_to_json(s) for (name, v), s in self.judge.status.items() if name == model}
             return {"status": statuses}
+        if op == "drift":
+            model = str(message["model"])
+            scores = [] if self._drift is None else self._drift.scores()
+            return {"scores": [drift_score_to_json(score) for score in scores if score.model == model]}
         raise ValueError(f"unknown request {op!r}")
 
     async def _fan_out(self, command: Message) -> None:

@@ -1,9 +1,11 @@
-"""The judge's data as JSON on the supervisor <-> worker pipe: what a worker reports, what the supervisor answers."""
+"""The judge's and the drift monitor's data as JSON on the supervisor <-> worker pipe: what a worker reports, what
+the supervisor answers."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from server.predictions.monitor import DriftScore, Series
 from server.routing.config import JudgeConfig
 from server.routing.judge import Outcome, Verdict
 from server.traffic.judge import CanaryStatus, JudgeTarget
@@ -46,4 +48,28 @@ def target_from_json(raw: dict[str, Any]) -> JudgeTarget:
         canaries=tuple(int(v) for v in raw["canaries"]),
         config=JudgeConfig.model_validate(raw["config"]),
         paused=bool(raw["paused"]),
+    )
+
+
+def drift_score_to_json(score: DriftScore) -> dict[str, Any]:
+    series = score.series
+    return {
+        "model": score.model,
+        "version": score.version,
+        "series": {"kind": series.kind, "name": series.name, "part": series.part},
+        "method": score.method,
+        "value": score.value,
+        "samples": score.samples,
+    }
+
+
+def drift_score_from_json(raw: dict[str, Any]) -> DriftScore:
+    series = raw["series"]
+    return DriftScore(
+        model=str(raw["model"]),
+        version=int(raw["version"]),
+        series=Series(str(series["kind"]), str(series["name"]), str(series["part"])),
+        method=str(raw["method"]),
+        value=float(raw["value"]),
+        samples=int(raw["samples"]),
     )

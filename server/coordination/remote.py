@@ -1,6 +1,6 @@
 """A worker's side of the coordination: its Coordinator asks the supervisor, and it runs the supervisor's commands.
 
-Requests (worker -> supervisor): load, unload, routing (a RoutingChange), judge_status.
+Requests (worker -> supervisor): load, unload, routing (a RoutingChange), judge_status, drift.
 Commands (supervisor -> worker): load, unload, routing; each applies here only, and is answered.
 Reports (worker -> supervisor): after every change to a routed model, what the judge needs to know.
 Events (worker -> supervisor): "ready", "draining".
@@ -14,8 +14,9 @@ from multiprocessing.connection import Connection
 
 from server.coordination.channel import Channel, ChannelClosedError, Message
 from server.coordination.errors import error_fields, raise_reply_error
-from server.coordination.messages import status_from_json, target_to_json
+from server.coordination.messages import drift_score_from_json, status_from_json, target_to_json
 from server.errors import ModelNotReadyError
+from server.predictions.monitor import DriftScore
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
 from server.routing.changes import RoutingChange, fingerprint
@@ -83,6 +84,10 @@ class WorkerLink:
     async def judge_status(self, model: str) -> dict[int, CanaryStatus]:
         reply = await self._ask({"op": "judge_status", "model": model})
         return {int(version): status_from_json(raw) for version, raw in reply.get("status", {}).items()}
+
+    async def drift_scores(self, model: str) -> list[DriftScore]:
+        reply = await self._ask({"op": "drift", "model": model})
+        return [drift_score_from_json(raw) for raw in reply.get("scores", [])]
 
     async def _ask(self, message: Message) -> Message:
         try:

@@ -200,6 +200,10 @@ class DriftMonitor:
         """The largest PSI of the canary's window against the stable's, over their common series, and which
         series; None until both have `min_samples` predictions in some common series."""
         worst: tuple[float, str] | None = None  # (psi, series label)
+        # PSI between two small samples is inflated by noise (about buckets x 2 / samples): never fewer than the
+        # model's drift min_samples, so that two versions predicting alike do not read as different.
+        reference = self._references(model, canary)
+        min_samples = max(min_samples, (reference.config if reference is not None else DriftConfig()).min_samples)
         for (name, version, series), window in self._windows.items():
             if name != model or version != canary:
                 continue

@@ -42,7 +42,8 @@ class JudgeConfig(_Section):
     """...and by more than this many seconds: on a small model one stalled batch moves a p99 by milliseconds."""
     max_prediction_psi: float = Field(1.0, ge=0.0)
     """The canary fails when its predictions differ from the stable's by more than this PSI (stable as the
-    reference; the largest over the watched outputs, both with min_requests predictions). Two sound models
+    reference; the largest over the watched outputs, both with at least min_requests and the model's drift
+    min_samples predictions). Two sound models
     differ by 0.1-0.5; a broken one (a constant, swapped classes) by several units. 0 turns the gate off."""
     failure_limit: int = Field(2, ge=1)
     """Failed checks in a row, over windows that do not overlap, before the rollback (Flagger's `threshold`)."""

@@ -1,4 +1,4 @@
-"""What must reach every serving process: model loads and unloads, routing changes, judge verdicts.
+"""What must reach every serving process: model loads and unloads, routing changes, judge verdicts, drift scores.
 
 One process: `LocalCoordinator` does it in place. Under --workers each worker has a coordinator
 that asks the supervisor, which has every worker do it and answers once all have (see
@@ -7,8 +7,10 @@ server.workers.channel), and the judge runs in the supervisor on the merged traf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
+from server.predictions.monitor import DriftScore
 from server.repository.manager import ModelRepository
 from server.routing.changes import RoutingChange
 from server.traffic.judge import CanaryJudge, CanaryStatus
@@ -28,14 +30,25 @@ class Coordinator(Protocol):
     async def judge_status(self, model: str) -> dict[int, CanaryStatus]:
         """The judge's latest verdict on each canary of `model` (version -> status)."""
 
+    async def drift_scores(self, model: str) -> list[DriftScore]:
+        """The drift monitor's latest scores of `model`'s versions (empty until some version has enough samples)."""
+
 
 class LocalCoordinator:
     """The single-process coordinator: everything happens here, at once."""
 
-    def __init__(self, repository: ModelRepository, release: ReleaseManager, judge: CanaryJudge) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        release: ReleaseManager,
+        judge: CanaryJudge,
+        drift: Callable[[], list[DriftScore]],
+    ) -> None:
+        """`drift`: the drift monitor's `scores`."""
         self._repository = repository
         self._release = release
         self._judge = judge
+        self._drift = drift
 
     async def load(self, model: str) -> None:
         await self._repository.load(model)
@@ -48,3 +61,6 @@ class LocalCoordinator:
 
     async def judge_status(self, model: str) -> dict[int, CanaryStatus]:
         return {version: status for (name, version), status in self._judge.status.items() if name == model}
+
+    async def drift_scores(self, model: str) -> list[DriftScore]:
+        return [score for score in self._drift() if score.model == model]

@@ -204,6 +204,30 @@ def test_workers_report_one_drift_value_per_version_from_every_workers_predictio
     assert sum(s.value for s in workers) == len(values) // 50
 
 
+async def test_the_judge_rolls_back_a_canary_that_predicts_unlike_the_stable(tmp_path: Path) -> None:
+    # Version 2 swaps the classes: as fast and error-free as version 1, but its scores are 1 - x.
+    config = (
+        'max_batch_size = 64\n\n[routing]\nweights = { "1" = 50, "2" = 50 }\n\n[routing.judge]\nenabled = true\n'
+        "interval_s = 0.2\nwindow_s = 2.0\nmin_requests = 100\n\n[telemetry.drift]\ninterval_s = 0.2\n"
+    )
+    onnx_models.write_versions(
+        tmp_path, "scorer", {1: onnx_models.scorer(), 2: onnx_models.scorer(flipped=True)}, config
+    )
+    rng = np.random.default_rng(3)
+    async with running_app(tmp_path) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        deadline = time.monotonic() + 20
+        while not any(name == "inference_rollbacks_total" for name, _ in exposition(app)):
+            assert time.monotonic() < deadline, "the canary that predicts otherwise was not rolled back"
+            await send(stub, rng.beta(2.0, 5.0, 500).astype(np.float32), rows=10)
+        found = exposition(app)
+        assert app.judge is not None
+        status = app.judge.status.get(("scorer", 2))
+    rollbacks = {labels: v for (name, labels), v in found.items() if name == "inference_rollbacks_total"}
+    assert rollbacks == {(("model", "scorer"), ("reason", "predictions"), ("version", "2")): 1.0}
+    assert status is not None and status.verdict.evidence["prediction_psi"] > 1.0, status
+
+
 def test_profile_of_a_bundled_model_is_valid_json_with_its_source() -> None:
     data = json.loads((PROJECT / "models" / "fraud" / "2" / "reference.json").read_text())
     assert data["format"] == 1 and data["samples"] == 5000

@@ -151,16 +151,20 @@ def write_versions(root: Path, name: str, models: dict[int, bytes], config: str 
     return root / name
 
 
-def scorer(classes: str = "negative,positive") -> bytes:
+def scorer(classes: str = "negative,positive", flipped: bool = False) -> bytes:
     """x FP32 [batch, 1] in [0, 1] -> score = x [batch, 1], probabilities = [1 - x, x] [batch, 2] and
     label = argmax INT64 [batch] (ties go to class 0): every output's value is known from the input.
-    The ONNX metadata names the classes, as an exported classifier's would."""
+    The ONNX metadata names the classes, as an exported classifier's would. `flipped` scores 1 - x instead:
+    a version whose classes are swapped."""
     one = numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one")
+    first = (
+        helper.make_node("Sub", ["one", "x"], ["score"]) if flipped else helper.make_node("Identity", ["x"], ["score"])
+    )
     graph = helper.make_graph(
         [
-            helper.make_node("Identity", ["x"], ["score"]),
-            helper.make_node("Sub", ["one", "x"], ["complement"]),
-            helper.make_node("Concat", ["complement", "x"], ["probabilities"], axis=1),
+            first,
+            helper.make_node("Sub", ["one", "score"], ["complement"]),
+            helper.make_node("Concat", ["complement", "score"], ["probabilities"], axis=1),
             helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
         ],
         "scorer",

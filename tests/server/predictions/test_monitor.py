@@ -281,8 +281,19 @@ def test_distance_is_the_largest_psi_between_versions_and_names_its_series() -> 
     assert value == pytest.approx(psi([40, 160], [160, 40]))
 
 
+def test_the_drift_min_samples_is_a_floor_for_the_distance() -> None:
+    rig = Rig(profile=None)  # drift min_samples = 100
+    rig.set(LABEL, {"a": 0.0}, version=1)
+    rig.set(LABEL, {"a": 0.0}, version=2)
+    rig.sample_at(0.0)
+    rig.set(LABEL, {"a": 99.0}, version=1)
+    rig.set(LABEL, {"b": 99.0}, version=2)
+    rig.sample_at(5.0)
+    assert rig.monitor.distance("m", 1, 2, min_samples=1) is None
+
+
 def test_distance_needs_min_samples_on_both_sides() -> None:
-    rig = Rig(profile=None)
+    rig = Rig(profile=None, config=DriftConfig(min_samples=10, interval_s=5.0))
     rig.set(LABEL, {"a": 0.0}, version=1)
     rig.set(LABEL, {"a": 0.0}, version=2)
     rig.sample_at(0.0)
