@@ -25,7 +25,6 @@ from server.predictions.config import TelemetryConfig
 from server.predictions.tally import PredictionTally, Tallied
 from server.predictions.watches import (
     UNPROFILED_FEATURE_EDGES,
-    ClassProbabilityWatch,
     FeatureWatch,
     OutputWatch,
     ScoreWatch,
@@ -265,13 +264,7 @@ def _samples(outputs: Mapping[str, npt.NDArray[Any]], plan: WatchPlan) -> int:
 
 
 def _from_counts(counted: Tallied, plan: WatchPlan, samples: int, source: Mapping[str, str]) -> ReferenceProfile:
-    edges_of: dict[tuple[str, str], tuple[float, ...]] = {}
-    for watch in plan.outputs:
-        if isinstance(watch, ScoreWatch):
-            edges_of[(watch.output, "")] = watch.edges
-        elif isinstance(watch, ClassProbabilityWatch) and watch.histogram_edges is not None:
-            for name in watch.class_names:
-                edges_of[(watch.output, name)] = watch.histogram_edges
+    edges_of = plan.histogram_edges()
     histograms = {
         key: _normalised(edges_of[key], counts.counts) for key, counts in counted.histograms.items() if key in edges_of
     }
@@ -281,9 +274,7 @@ def _from_counts(counted: Tallied, plan: WatchPlan, samples: int, source: Mappin
     classes: dict[str, dict[str, float]] = {}
     for (output, label), count in counted.classes.items():
         classes.setdefault(output, {})[label] = count / totals[output]
-    feature_edges = {
-        (w.input, name): edges for w in plan.inputs for name, edges in zip(w.feature_names, w.edges, strict=False)
-    }
+    feature_edges = plan.feature_edges()
     features = {key: _normalised(feature_edges.get(key, ()), counts.counts) for key, counts in counted.features.items()}
     return ReferenceProfile(samples, histograms, classes, features, dict(source))
 

@@ -91,6 +91,23 @@ class WatchPlan:
     def empty(self) -> bool:
         return not self.outputs and not self.inputs
 
+    def histogram_edges(self) -> dict[tuple[str, str], tuple[float, ...]]:
+        """(output, class) -> bucket bounds of every score histogram; class "" is a score output itself."""
+        edges: dict[tuple[str, str], tuple[float, ...]] = {}
+        for watch in self.outputs:
+            if isinstance(watch, ScoreWatch):
+                edges[(watch.output, "")] = watch.edges
+            elif isinstance(watch, ClassProbabilityWatch) and watch.histogram_edges is not None:
+                for name in watch.class_names:
+                    edges[(watch.output, name)] = watch.histogram_edges
+        return edges
+
+    def feature_edges(self) -> dict[tuple[str, str], tuple[float, ...]]:
+        """(input, feature) -> bucket bounds of every feature histogram."""
+        return {
+            (w.input, name): edges for w in self.inputs for name, edges in zip(w.feature_names, w.edges, strict=False)
+        }
+
 
 def names_from_metadata(metadata: Mapping[str, str], keys: Sequence[str]) -> tuple[str, ...]:
     for key in keys:

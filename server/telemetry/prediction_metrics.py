@@ -18,13 +18,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from server.predictions.monitor import DriftScore, LiveCounts, Series
 from server.predictions.tally import HistogramCounts, PredictionTally, Tallied
-from server.predictions.watches import (
-    UNIT_BUCKETS,
-    UNPROFILED_FEATURE_EDGES,
-    ClassProbabilityWatch,
-    ScoreWatch,
-    WatchPlan,
-)
+from server.predictions.watches import UNIT_BUCKETS, UNPROFILED_FEATURE_EDGES, WatchPlan
 
 PREDICTION = "inference_prediction"
 PREDICTED_CLASS = "inference_predicted_class"
@@ -100,17 +94,8 @@ class PredictionRecorder:
         self._families = families
         self._labels = (model, version)
         self._children: dict[tuple[str, str, str], Any] = {}
-        edges = {}
-        for watch in plan.outputs:
-            if isinstance(watch, ScoreWatch):
-                edges[(watch.output, "")] = watch.edges
-            elif isinstance(watch, ClassProbabilityWatch) and watch.histogram_edges is not None:
-                for name in watch.class_names:
-                    edges[(watch.output, name)] = watch.histogram_edges
-        self._edges: dict[tuple[str, str], tuple[float, ...]] = edges
-        self._feature_edges = {
-            (w.input, name): e for w in plan.inputs for name, e in zip(w.feature_names, w.edges, strict=False)
-        }
+        self._edges = plan.histogram_edges()
+        self._feature_edges = plan.feature_edges()
 
     def flush(self) -> None:
         counted = self.tally.drain()

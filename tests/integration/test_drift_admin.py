@@ -8,7 +8,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import numpy.typing as npt
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +18,7 @@ from oip.v1 import routing_admin_pb2_grpc as admin_grpc
 from server.admin.cli import NO_DRIFT_SCORES
 from server.admin.cli import main as admin_main
 from server.profile import main as profile_main
-from tests.integration.helpers import infer_request
+from tests.integration.prediction_support import send, send_over_connections
 from tests.support import onnx_models
 from tests.support.process import ServerProcess
 from tests.support.servers import running_app
@@ -39,11 +38,6 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = ["--model-repository", str(root / "repo"), "--model", "scorer", "--version", "1"]
     assert profile_main([*command, "--data", str(root / "reference.npy")]) == 0
     return root / "repo"
-
-
-async def send(stub: pb_grpc.GRPCInferenceServiceStub, values: npt.NDArray[np.float32]) -> None:
-    chunks = [values[i : i + 50].reshape(-1, 1) for i in range(0, len(values), 50)]
-    await asyncio.gather(*(stub.ModelInfer(infer_request("scorer", {"x": chunk})) for chunk in chunks))
 
 
 def gauge_scores(text: str, model: str = "scorer") -> Scores:
@@ -100,15 +94,8 @@ def test_the_cli_prints_the_supervisors_scores_under_workers(
     repository: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     values = np.random.default_rng(8).beta(2.0, 5.0, 800).astype(np.float32)
-
-    async def traffic(address: str) -> None:
-        # One connection per chunk: SO_REUSEPORT spreads connections, so both workers answer some.
-        for start in range(0, len(values), 100):
-            async with grpc.aio.insecure_channel(address) as channel:
-                await send(pb_grpc.GRPCInferenceServiceStub(channel), values[start : start + 100])
-
     with ServerProcess(repository, "--workers", "2") as server:
-        asyncio.run(traffic(server.address))
+        asyncio.run(send_over_connections(server.address, values))
         deadline = time.monotonic() + 10
         while server.metric("inference_drift_window_samples", model="scorer", output="score") < len(values):
             assert time.monotonic() < deadline, "the supervisor did not score both workers' predictions"

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from server.app import App
 from server.predictions.profile import load_profile
-from tests.integration.helpers import infer_request
+from tests.integration.prediction_support import send, send_over_connections
 from tests.support import onnx_models
 from tests.support.process import ServerProcess
 from tests.support.servers import running_app
@@ -43,12 +43,6 @@ def exposition(app: App) -> Samples:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-
-
-async def send(stub: pb_grpc.GRPCInferenceServiceStub, values: npt.NDArray[np.float32], rows: int = 50) -> None:
-    """The values as requests of `rows` rows each, several in flight (so some share a batch)."""
-    chunks = [values[i : i + rows].reshape(-1, 1) for i in range(0, len(values), rows)]
-    await asyncio.gather(*(stub.ModelInfer(infer_request("scorer", {"x": chunk})) for chunk in chunks))
 
 
 async def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
@@ -171,15 +165,8 @@ def test_workers_report_one_drift_value_per_version_from_every_workers_predictio
     rng = np.random.default_rng(11)
     write_reference(repository, tmp_path, rng.beta(2.0, 5.0, 20_000).astype(np.float32))
     values = rng.beta(2.0, 5.0, 1600).astype(np.float32)
-
-    async def traffic(address: str) -> None:
-        # One connection per chunk: SO_REUSEPORT spreads connections, so both workers answer some.
-        for start in range(0, len(values), 100):
-            async with grpc.aio.insecure_channel(address) as channel:
-                await send(pb_grpc.GRPCInferenceServiceStub(channel), values[start : start + 100])
-
     with ServerProcess(repository, "--workers", "2") as server:
-        asyncio.run(traffic(server.address))
+        asyncio.run(send_over_connections(server.address, values))
         deadline = time.monotonic() + 20
         while server.metric("inference_drift_window_samples", model="scorer", output="score") < len(values):
             assert time.monotonic() < deadline, "the supervisor did not score both workers' predictions"
