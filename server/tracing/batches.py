@@ -15,7 +15,7 @@ class BatchTracer:
     """The batcher's traced-batch observer: an execution is recorded once, however many requests it served.
 
     A batch span is a root of its own trace, since its requests belong to different traces; span links
-    (both ways: batch -> request spans, each request's compute span -> batch) connect them.
+    (both ways: batch -> request spans, each request span -> batch) connect them.
     """
 
     def __init__(self, tracer: Tracer) -> None:

@@ -23,6 +23,8 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     links: list[tuple[str, str]]
     """(trace id, span id) of each link, hex."""
+    events: list[str]
+    """Event names, in order."""
     error: bool
     status_message: str
     resource: dict[str, Any]
@@ -61,6 +63,7 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                 parent_span_id=span.parent_span_id.hex(),
                 attributes=_attributes(span.attributes),
                 links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
+                events=[event.name for event in span.events],
                 error=span.status.code == Status.STATUS_CODE_ERROR,
                 status_message=span.status.message,
                 resource=_attributes(resource_spans.resource.attributes),
