@@ -15,7 +15,10 @@ class BatchTracer:
     """The batcher's traced-batch observer: an execution is recorded once, however many requests it served.
 
     A batch span is a root of its own trace, since its requests belong to different traces; span links
-    (both ways: batch -> request spans, each request span -> batch) connect them.
+    (both ways: batch -> request spans, each request span -> batch) connect them. An execution with only one
+    traced request is recorded on that request's span instead (`inference.batch.size`, `.requests`): a batch
+    span would link to nothing else, and at low sampling rates nearly every traced request is alone in its
+    batch, where a second span per request had cost about 1.5 % more instructions per request at 1 %.
     """
 
     def __init__(self, tracer: Tracer) -> None:
@@ -29,6 +32,9 @@ class BatchTracer:
             return
         ended = time.time_ns()
         started = ended - (time.perf_counter_ns() - started_ns)
+        if len(spans) == 1:
+            spans[0].executed(started, ended, None, rows, requests)
+            return
         first = spans[0]
         batch = self._tracer.start_span(
             "inference.batch",
@@ -45,4 +51,4 @@ class BatchTracer:
         batch.end(ended)
         context = batch.get_span_context()
         for span in spans:
-            span.executed(started, ended, context)
+            span.executed(started, ended, context, rows, requests)

@@ -69,11 +69,15 @@ class RequestSpan:
         self._span.set_attribute("inference.model.version", version)
         self._span.add_event("inference.queued")
 
-    def executed(self, started_ns: int, ended_ns: int, batch: SpanContext) -> None:
-        """Its batch ran from `started_ns` to `ended_ns` (epoch ns): the queue wait ends, compute starts and ends."""
+    def executed(self, started_ns: int, ended_ns: int, batch: SpanContext | None, rows: int, requests: int) -> None:
+        """Its batch ran from `started_ns` to `ended_ns` (epoch ns): the queue wait ends, compute starts and ends.
+        `batch` is the batch span shared with the other traced requests, None when this was the only one."""
         self._span.add_event("inference.compute.start", timestamp=started_ns)
         self._span.add_event("inference.compute.end", timestamp=ended_ns)
-        self._span.add_link(batch)
+        if batch is not None:
+            self._span.add_link(batch)
+        else:  # the execution is recorded here, once, as it would be on a batch span
+            self._span.set_attributes({"inference.batch.size": rows, "inference.batch.requests": requests})
 
     def succeeded(self) -> None:
         self._span.set_attribute("rpc.grpc.status_code", 0)

@@ -143,6 +143,18 @@ def test_a_batch_is_one_span_linked_to_each_request_span(tracers: Tracers) -> No
         assert [link.context.span_id for link in span.links] == [batch.context.span_id]  # and back to the batch
 
 
+def test_a_batch_with_one_traced_request_is_recorded_on_its_span(tracers: Tracers) -> None:
+    only = start_routed(tracers, "a")
+    tracers.batches.executed([only, object()], time.perf_counter_ns() - 1_000_000, rows=4, requests=2)
+    only.succeeded()
+    assert tracers.spans("inference.batch") == []
+    (span,) = tracers.spans(REQUEST)
+    assert (span.attributes or {})["inference.batch.size"] == 4
+    assert (span.attributes or {})["inference.batch.requests"] == 2
+    assert [event.name for event in span.events][-2:] == ["inference.compute.start", "inference.compute.end"]
+    assert list(span.links) == []
+
+
 def test_a_batch_without_request_spans_records_nothing(tracers: Tracers) -> None:
     tracers.batches.executed([object()], 0, rows=1, requests=1)
     assert tracers.exporter.get_finished_spans() == ()
