@@ -57,6 +57,8 @@ class ClientBase:
         timeout: default deadline in seconds for each attempt of a call; None for none.
         max_message_bytes: send and receive message limit on the channel.
         channel_options: extra gRPC channel arguments; they override the message limits.
+        admin_token: the server's admin token, sent as ``authorization: Bearer <token>`` with
+            :meth:`load_model` and :meth:`unload_model` only (None: send none).
     """
 
     #: The module that makes channels: ``grpc`` or ``grpc.aio``.
@@ -74,8 +76,12 @@ class ClientBase:
         timeout: float | None = 60.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         channel_options: Sequence[tuple[str, Any]] = (),
+        admin_token: str | None = None,
     ) -> None:
         self._retry = RetryPolicy() if retry is None else retry
+        self._admin_metadata: tuple[tuple[str, str], ...] = (
+            () if admin_token is None else (("authorization", f"Bearer {admin_token}"),)
+        )
         self._timeout = timeout
         options = build_channel_options(max_message_bytes, channel_options)
         credentials = channel_credentials(tls, root_certificates, private_key, certificate_chain)
@@ -102,4 +108,7 @@ class ClientBase:
             self._callables[operation.method] = multicallable
         seconds = self._timeout if timeout is None else timeout
         request = operation.request
+        if operation.admin and self._admin_metadata:
+            metadata = self._admin_metadata
+            return lambda: multicallable(request, timeout=seconds, metadata=metadata)
         return lambda: multicallable(request, timeout=seconds)

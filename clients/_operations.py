@@ -27,12 +27,16 @@ ResultT = TypeVar("ResultT")
 
 @dataclass(frozen=True)
 class Operation(Generic[ResponseT, ResultT]):
-    """One unary call: ``method`` of the inference service, the request, and how to read the reply."""
+    """One unary call: ``method`` of the inference service, the request, and how to read the reply.
+
+    ``admin`` marks the calls that change server state; the client sends its admin token with them only.
+    """
 
     method: str
     request: Message
     response_type: type[ResponseT]
     parse: Callable[[ResponseT], ResultT]
+    admin: bool = False
 
     @property
     def path(self) -> str:
@@ -93,13 +97,13 @@ def repository_index(ready_only: bool) -> Operation[pb.RepositoryIndexResponse, 
 def load_model(model: str) -> Operation[pb.RepositoryModelLoadResponse, None]:
     """RepositoryModelLoad: load (or reload) a model."""
     request = pb.RepositoryModelLoadRequest(model_name=model)
-    return Operation("RepositoryModelLoad", request, pb.RepositoryModelLoadResponse, _ignore)
+    return Operation("RepositoryModelLoad", request, pb.RepositoryModelLoadResponse, _ignore, admin=True)
 
 
 def unload_model(model: str) -> Operation[pb.RepositoryModelUnloadResponse, None]:
     """RepositoryModelUnload: unload a model."""
     request = pb.RepositoryModelUnloadRequest(model_name=model)
-    return Operation("RepositoryModelUnload", request, pb.RepositoryModelUnloadResponse, _ignore)
+    return Operation("RepositoryModelUnload", request, pb.RepositoryModelUnloadResponse, _ignore, admin=True)
 
 
 def infer_result(

@@ -55,6 +55,16 @@ CONTENTS_FIELD: dict[str, str] = {
     "BYTES": "bytes_contents",
 }
 
+#: Most dimensions a tensor may have: numpy's limit (NPY_MAXDIMS in numpy 2), so any shape we accept
+#: is one numpy can build.
+MAX_DIMS = 64
+#: Most elements a shape may describe, counting zero dimensions as 1 (a message cannot carry more than
+#: 2 GiB, so no real tensor comes near). Checked with Python ints before numpy sees the shape: numpy
+#: refuses sizes that overflow its 64-bit counters, even of an empty array such as [0, 2**62, 2**62].
+MAX_ELEMENTS = 2**40
+#: Characters of an unknown datatype name a message repeats (the name comes from a client).
+_SHOWN_DATATYPE_CHARS = 32
+
 _KIND_SIZE_TO_DATATYPE: dict[tuple[str, int], str] = {
     (dtype.kind, dtype.itemsize): name for name, dtype in DATATYPE_TO_DTYPE.items() if name != "BYTES"
 }
@@ -72,7 +82,8 @@ def dtype_for(datatype: str) -> np.dtype[Any]:
         if datatype in UNSUPPORTED_DATATYPES:
             raise TensorCodecError(f"datatype {datatype} is not supported by this server") from None
         known = ", ".join(DATATYPE_TO_DTYPE)
-        raise TensorCodecError(f"unknown datatype {datatype!r}; expected one of {known}") from None
+        name = datatype if len(datatype) <= _SHOWN_DATATYPE_CHARS else f"{datatype[:_SHOWN_DATATYPE_CHARS]}…"
+        raise TensorCodecError(f"unknown datatype {name!r}; expected one of {known}") from None
 
 
 def datatype_for(dtype: np.dtype[Any]) -> str:
@@ -91,10 +102,18 @@ def element_count(shape: Sequence[int]) -> int:
 
 
 def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    """A concrete request shape: every dimension must be >= 0."""
+    """A concrete shape that numpy can build: at most MAX_DIMS dimensions, each >= 0, at most MAX_ELEMENTS."""
+    if len(shape) > MAX_DIMS:  # before anything iterates over a client's (possibly huge) list
+        raise TensorCodecError(f"shape has {len(shape)} dimensions; at most {MAX_DIMS} are allowed")
     dims = tuple(shape)
     if dims and min(dims) < 0:
         raise TensorCodecError(f"shape {list(dims)} has a negative dimension; request shapes must be concrete")
+    extent = math.prod(dim for dim in dims if dim)
+    if extent > MAX_ELEMENTS:
+        raise TensorCodecError(
+            f"shape {list(dims)} is too large: its non-zero dimensions multiply to {extent}; at most "
+            f"{MAX_ELEMENTS} elements are allowed (zero dimensions count as 1)"
+        )
     return dims
 
 
@@ -104,7 +123,9 @@ def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
 def raw_to_array(raw: bytes, datatype: str, shape: Sequence[int]) -> npt.NDArray[Any]:
     """Decode one raw blob; fixed-size types become a zero-copy read-only view."""
     dtype = DATATYPE_TO_DTYPE.get(datatype)
-    if dtype is not None and dtype.kind != "O":  # the hot path: a fixed-size type whose bytes fit the shape
+    # The hot path: a fixed-size type whose non-empty bytes fit the shape. Non-empty bytes bound the element
+    # count; an empty tensor goes through check_shape, since a zero dimension hides the size of the others.
+    if dtype is not None and dtype.kind != "O" and raw and len(shape) <= MAX_DIMS:
         dims = tuple(shape)
         if len(raw) == math.prod(dims) * dtype.itemsize and (not dims or min(dims) >= 0):
             return np.frombuffer(raw, dtype=dtype).reshape(dims)

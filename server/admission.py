@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy.typing as npt
+
 from server.batching.pending import merge_key
+from server.errors import InvalidInputError
 from server.types import InferRequest, ModelSignature, batch_size_of
 from server.validation import validate_request
 
@@ -36,6 +40,8 @@ class RequestValidator:
         self._label = label
         self._max_layouts = max_layouts
         self._accepted: dict[tuple[Any, ...], Admission] = {}
+        self._text_inputs = tuple(spec.name for spec in signature.inputs if spec.datatype == "BYTES")
+        """ONNX string inputs: their data, not only their layout, can be invalid (bytes that are not UTF-8)."""
 
     def admit(self, request: InferRequest) -> Admission:
         """The request's Admission, or InvalidInputError saying what does not fit the signature."""
@@ -51,4 +57,22 @@ class RequestValidator:
             admission = Admission(output_names, rows, merge_key(request.inputs, output_names))
             if len(self._accepted) < self._max_layouts:
                 self._accepted[layout] = admission
+        if self._text_inputs:
+            # Per request, not per layout: caught here, a bad element fails its own request only,
+            # never the batch it would have joined. Models without string inputs skip it entirely.
+            check_text(request.inputs, self._text_inputs, self._label)
         return admission
+
+
+def check_text(inputs: Mapping[str, npt.NDArray[Any]], names: tuple[str, ...], label: str) -> None:
+    """InvalidInputError unless every element of the named BYTES inputs is UTF-8 (ONNX string tensors hold text)."""
+    for name in names:
+        for index, item in enumerate(inputs[name].reshape(-1).tolist()):
+            try:
+                if isinstance(item, bytes):
+                    item.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InvalidInputError(
+                    f"input '{name}' of model {label} has an element that is not UTF-8 (element {index}, byte"
+                    f" {error.start}); ONNX string tensors hold text"
+                ) from None

@@ -17,6 +17,7 @@ import grpc
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from server.admin.servicer import RoutingAdminServicer
+from server.confinement import RepositoryConfinement
 from server.coordination.remote import WorkerLink
 from server.core import InferenceCore
 from server.errors import ServerError
@@ -28,6 +29,7 @@ from server.predictions.monitor import DriftMonitor, VersionReference
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
 from server.runtime.pool import InferencePool
+from server.security.admin_policy import AdminPolicy
 from server.settings import ServerSettings
 from server.telemetry.access import AccessLog
 from server.telemetry.judge_metrics import JudgeMetrics
@@ -95,6 +97,7 @@ class App:
             self._infer_pool,
             self.metrics.recorder,
             None if self.tracing is None else self.tracing.batches.executed,
+            confinement=RepositoryConfinement(settings.model_repository, settings.allow_external_model_files),
         )
         # Under --workers the supervisor owns the routing state file and judges; workers only read the state.
         store = RoutingStateStore(state_directory(settings))
@@ -108,6 +111,7 @@ class App:
             drain_timeout_s=settings.grpc.graceful_shutdown_s,
             listeners=(self._on_model_change, self.health.on_model_change, *(() if link is None else (link.report,))),
             routing=self.control.policy,
+            allow_external_files=settings.allow_external_model_files,
         )
         self.router = Router(self.repository, on_invalid_key=self.metrics.sticky_key_rejected)
         self.shadows = ShadowRunner(ShadowMetrics(self.registry))
@@ -145,6 +149,8 @@ class App:
             None if self.tracing is None else self.tracing.requests,
         )
         self._admin = RoutingAdminServicer(self.repository, self.release, self.coordinator)
+        # Reads the token file now: a missing or empty one stops the start (OSError), before any port is bound.
+        self.admin_policy = AdminPolicy.from_settings(settings.admin, settings.grpc.host)
         self._grpc: grpc.aio.Server | None = None
         self._http: SideHttpServer | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -191,13 +197,16 @@ class App:
         if self.settings.http.enabled:
             self._http = SideHttpServer(self.registry, self.is_ready)
             self.http_port = await self._http.start(self.settings.http.host, self.settings.http.port)
-        self._grpc, self.grpc_port = build_grpc_server(self.settings.grpc, self._servicer, self.health, self._admin)
+        self._grpc, self.grpc_port = build_grpc_server(
+            self.settings.grpc, self._servicer, self.health, self._admin, self.admin_policy
+        )
         await self._grpc.start()
         log.info(
             "%s listening",
             self.role,
             extra={"grpc_port": self.grpc_port, "http_port": self.http_port, "host": self.settings.grpc.host},
         )
+        self._log_admin_access()
         await self.repository.load_all()
         self._background.append(asyncio.create_task(self._flush_periodically(), name="metrics flush"))
         if self.judge is not None:  # under --workers the supervisor judges, on every worker's traffic
@@ -207,6 +216,24 @@ class App:
         self._ready = True
         await self.health.set_server_serving(True)
         log.info("%s ready", self.role, extra={"models": [r.name for r in self.repository.records() if r.ready]})
+
+    def _log_admin_access(self) -> None:
+        """Say how the admin RPCs are protected; warn when anyone who reaches the port may use them."""
+        policy, host = self.admin_policy, self.settings.grpc.host
+        if policy.open_publicly:
+            log.warning(
+                "admin RPCs are open without authentication on a non-loopback address: anyone who reaches the "
+                "port can load and unload models and change routing; set --admin-token-file or --admin off",
+                extra={"event": "admin_unauthenticated", "host": host},
+            )
+        elif policy.closed_by_default:
+            log.info(
+                "admin RPCs are refused: non-loopback address without admin credentials "
+                "(set --admin-token-file, or --allow-unauthenticated-admin)",
+                extra={"event": "admin_refused_by_default", "host": host},
+            )
+        else:
+            log.info("admin access", extra={"admin": policy.describe(), "host": host})
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain and shut down: nothing accepted is dropped within the grace period. Idempotent."""

@@ -46,6 +46,8 @@ _FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--traces-sampler", "tracing", "traces_sampler", str, "e.g. parentbased_traceidratio, always_on, always_off"),
     ("--traces-sampler-arg", "tracing", "traces_sampler_arg", float, "ratio of the *traceidratio samplers, 0-1"),
     ("--service-name", "tracing", "service_name", str, "service.name of the exported spans"),
+    ("--admin", "admin", "mode", str, "on or off: off refuses every admin RPC (repository load/unload, routing admin)"),
+    ("--admin-token-file", "admin", "token_file", Path, "file with the bearer token admin RPCs must send"),
 )
 
 
@@ -72,6 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated ONNX Runtime execution providers in order of preference "
         "[SERVER_RUNTIME_PROVIDERS as a JSON list; default CUDA if available, then CPU]",
     )
+    parser.add_argument(
+        "--admin-client-identity",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a client certificate name (CN, subject or SAN) allowed admin RPCs under mTLS; repeatable "
+        "[SERVER_ADMIN_CLIENT_IDENTITIES as a JSON list]",
+    )
+    parser.add_argument(
+        "--allow-unauthenticated-admin",
+        action="store_true",
+        help="serve admin RPCs without credentials on a non-loopback --host (logged as a warning) "
+        "[SERVER_ADMIN_ALLOW_UNAUTHENTICATED]",
+    )
+    parser.add_argument(
+        "--allow-external-model-files",
+        action="store_true",
+        help="open model files (and reference profiles) that resolve, through symlinks, outside the model "
+        "repository [SERVER_ALLOW_EXTERNAL_MODEL_FILES; default False]",
+    )
     parser.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio event loop")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -89,6 +111,12 @@ def settings_from_args(argv: Sequence[str] | None) -> ServerSettings:
             overrides[field] = value
     if args["providers"]:
         overrides["runtime"]["providers"] = tuple(p.strip() for p in args["providers"].split(",") if p.strip())
+    if args["admin_client_identity"]:
+        overrides["admin"]["client_identities"] = tuple(args["admin_client_identity"])
+    if args["allow_unauthenticated_admin"]:
+        overrides["admin"]["allow_unauthenticated"] = True
+    if args["allow_external_model_files"]:
+        overrides["allow_external_model_files"] = True
     if args["no_uvloop"]:
         overrides["use_uvloop"] = False
     return load_settings(overrides)

@@ -19,6 +19,10 @@ class InvalidInputError(ServerError):
     """The request does not match the model's signature or the protocol."""
 
 
+class MalformedRequestError(InvalidInputError):
+    """The request's bytes do not decode as the RPC's protobuf message (INVALID_ARGUMENT, like any bad input)."""
+
+
 class InferenceFailedError(ServerError):
     """The runtime failed while executing a model."""
 

@@ -8,12 +8,13 @@ reason instead of being silently ignored.
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from server.errors import ModelLoadError
+from server.names import shown
 from server.predictions.config import TelemetryConfig
 from server.routing.config import RoutingConfig
 
@@ -88,6 +89,7 @@ class ModelConfig(_Section):
     """Largest batch accepted; 0 disables batching; unset = inferred from the ONNX file."""
     platform: str = "onnxruntime_onnx"
     model_filename: str = "model.onnx"
+    """The model file in each version directory: a file name or a relative path below it, without '..'."""
     versions: VersionPolicy = VersionPolicy()
     runtime: RuntimeConfig = RuntimeConfig()
     instances: InstancesConfig = InstancesConfig()
@@ -96,6 +98,26 @@ class ModelConfig(_Section):
     """Weights, sticky key, shadow and judge; without weights, unversioned requests go to the highest ready version."""
     telemetry: TelemetryConfig = TelemetryConfig()
     """What the model predicts: watched outputs (and inputs) and the drift window."""
+
+    @field_validator("model_filename")
+    @classmethod
+    def _filename_stays_in_version_dir(cls, value: str) -> str:
+        # The repository's path rule starts here: a config must not name files elsewhere (see server.confinement).
+        if not _is_relative_inside(value):
+            raise ValueError(
+                "must be a file name or a relative path inside the version directory, without '..'; "
+                f"got {shown(value)!r}. To serve a file kept elsewhere, link it into the version directory "
+                "and start the server with --allow-external-model-files"
+            )
+        return value
+
+
+def _is_relative_inside(filename: str) -> bool:
+    """A non-empty relative POSIX path that never steps up ('..'); backslashes and NUL bytes are refused too."""
+    if not filename or "\\" in filename or "\0" in filename:
+        return False
+    path = PurePosixPath(filename)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 def _describe(error: ValidationError) -> str:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,6 +61,48 @@ class HttpSettings(BaseSettings):
     """Metrics/health port; 0 picks a free port."""
     enabled: bool = True
     """Serve the HTTP side port at all."""
+
+
+def is_token_text(token: str) -> bool:
+    """Whether `token` can travel in an HTTP/2 header as one bearer token: printable ASCII, no spaces."""
+    return bool(token) and all("!" <= char <= "~" for char in token)
+
+
+class AdminSettings(BaseSettings):
+    """Access to the admin surface: RepositoryModelLoad/Unload and the RoutingAdmin service.
+
+    With no credentials configured it is open on a loopback host and refused elsewhere.
+    """
+
+    model_config = _section("SERVER_ADMIN_")
+
+    mode: Literal["on", "off"] = "on"
+    """off: every admin RPC is refused with PERMISSION_DENIED, whatever the credentials."""
+    token: SecretStr | None = None
+    """Bearer token admin calls must send (`authorization: Bearer <token>`); prefer token_file."""
+    token_file: Path | None = None
+    """File holding the bearer token (surrounding whitespace ignored); read when the server starts."""
+    client_identities: tuple[str, ...] = ()
+    """Client certificate names (subject CN, full subject or a SAN) allowed admin access; needs tls_client_ca."""
+    allow_unauthenticated: bool = False
+    """Open the admin surface without credentials on a non-loopback host (logged as a warning)."""
+
+    @field_validator("token", "token_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # SERVER_ADMIN_TOKEN= (set but empty) means no token, not an empty one nobody can send.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AdminSettings:
+        if self.token is not None and not is_token_text(self.token.get_secret_value()):
+            raise ValueError("the admin token must be printable ASCII without spaces")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give the admin token either as token or as token_file, not both")
+        credentials = self.token is not None or self.token_file is not None or self.client_identities
+        if credentials and self.allow_unauthenticated:
+            raise ValueError("allow_unauthenticated contradicts a configured admin token or client identities")
+        return self
 
 
 class RuntimeSettings(BaseSettings):
@@ -137,6 +179,8 @@ class ServerSettings(BaseSettings):
 
     model_repository: Path = Path("models")
     """Directory of models: <model>/<version>/model.onnx, optional <model>/config.toml."""
+    allow_external_model_files: bool = False
+    """Open model files and reference profiles that resolve (through symlinks) outside model_repository."""
     server_name: str = "oip-inference-server"
     """Name reported by ServerMetadata."""
     use_uvloop: bool = True
@@ -150,6 +194,13 @@ class ServerSettings(BaseSettings):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     log: LoggingSettings = Field(default_factory=LoggingSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+
+    @model_validator(mode="after")
+    def _identities_need_mtls(self) -> ServerSettings:
+        if self.admin.client_identities and self.grpc.tls_client_ca is None:
+            raise ValueError("admin client_identities need client certificates: set grpc tls_client_ca (mTLS)")
+        return self
 
 
 SECTIONS: dict[str, type[BaseSettings]] = {
@@ -158,6 +209,7 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "runtime": RuntimeSettings,
     "log": LoggingSettings,
     "tracing": TracingSettings,
+    "admin": AdminSettings,
 }
 
 

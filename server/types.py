@@ -35,13 +35,16 @@ class TensorSpec:
 class ModelSignature:
     """What a model version accepts and returns.
 
-    `max_batch_size > 0` means the first dimension of every input and output is
-    the batch dimension, which is included in `shape` as -1.
+    `max_batch_size > 0` means the first dimension of every input is the batch dimension, which is
+    included in `shape` as -1; the outputs carry it too unless `unmergeable` says otherwise.
     """
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
+    unmergeable: str = ""
+    """Why requests must never share an execution although the model batches (an output whose first
+    dimension is not provably the inputs' batch dimension); empty when merging is safe."""
     input_names: frozenset[str] = field(init=False)
     """Derived from `inputs`: the names a request must carry."""
     output_names: tuple[str, ...] = field(init=False)

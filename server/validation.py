@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 from oip.codec import datatype_for
 from server.errors import InvalidInputError
+from server.names import shown_names
 from server.types import InferRequest, ModelSignature, TensorSpec
 
 
@@ -32,8 +33,7 @@ def _report_names(request: InferRequest, expected: frozenset[str], label: str) -
     unknown = sorted(set(request.inputs) - expected)
     if unknown:
         raise InvalidInputError(
-            f"model {label} has no input named {', '.join(repr(n) for n in unknown)}; "
-            f"expected inputs: {', '.join(sorted(expected))}"
+            f"model {label} has no input named {shown_names(unknown)}; expected inputs: {', '.join(sorted(expected))}"
         )
     missing = sorted(expected - set(request.inputs))
     raise InvalidInputError(f"model {label} needs input(s) {', '.join(repr(n) for n in missing)}, not sent")
@@ -74,7 +74,6 @@ def validate_request(request: InferRequest, signature: ModelSignature, label: st
     unknown_outputs = [name for name in request.requested_outputs if name not in known_outputs]
     if unknown_outputs:
         raise InvalidInputError(
-            f"model {label} has no output named {', '.join(repr(n) for n in unknown_outputs)}; "
-            f"outputs: {', '.join(known_outputs)}"
+            f"model {label} has no output named {shown_names(unknown_outputs)}; outputs: {', '.join(known_outputs)}"
         )
     return tuple(dict.fromkeys(request.requested_outputs))

@@ -10,14 +10,19 @@
 
 Each change answers with the model's routing as it now stands (under --workers: in every worker). `drift` shows
 the latest drift scores of a model's versions against their reference profiles (the inference_drift_score gauge).
+
+When the server requires an admin token, pass it with --token-file FILE or the OIP_ADMIN_TOKEN environment
+variable; it is sent as `authorization: Bearer <token>` metadata.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,6 +30,9 @@ from google.protobuf.json_format import MessageToDict
 
 from oip.v1 import routing_admin_pb2 as admin_pb
 from oip.v1 import routing_admin_pb2_grpc as admin_grpc
+
+#: The environment variable the admin token is read from when --token-file is not given.
+TOKEN_ENV = "OIP_ADMIN_TOKEN"
 
 
 def _weights(pairs: Sequence[str]) -> dict[int, int]:
@@ -42,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", default="localhost:8001", help="the server's gRPC address [localhost:8001]")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer [30]")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help=f"file holding the server's admin token [default: the {TOKEN_ENV} environment variable, if set]",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("show", help="routing, weights, verdicts and rollbacks")
     show.add_argument("model", nargs="?", default="", help="one model; all routed models when omitted")
@@ -65,26 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def call(stub: admin_grpc.RoutingAdminStub, args: argparse.Namespace) -> Any:
-    """Send the command's RPC; returns the response message."""
+def token_metadata(token_file: Path | None) -> tuple[tuple[str, str], ...]:
+    """The `authorization` metadata for the admin token of --token-file, else of OIP_ADMIN_TOKEN; none without."""
+    token = token_file.read_text().strip() if token_file is not None else os.environ.get(TOKEN_ENV, "").strip()
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def call(stub: admin_grpc.RoutingAdminStub, args: argparse.Namespace, metadata: Sequence[tuple[str, str]] = ()) -> Any:
+    """Send the command's RPC with `metadata`; returns the response message."""
     timeout = args.timeout
     command = args.command
     if command == "show":
-        return stub.GetRouting(admin_pb.GetRoutingRequest(model=args.model), timeout=timeout)
+        return stub.GetRouting(admin_pb.GetRoutingRequest(model=args.model), timeout=timeout, metadata=metadata)
     if command == "set-weights":
         request = admin_pb.SetWeightsRequest(model=args.model, weights=_weights(args.weights))
-        return stub.SetWeights(request, timeout=timeout)
+        return stub.SetWeights(request, timeout=timeout, metadata=metadata)
     if command == "promote":
-        return stub.Promote(admin_pb.VersionRequest(model=args.model, version=args.version), timeout=timeout)
+        promote = admin_pb.VersionRequest(model=args.model, version=args.version)
+        return stub.Promote(promote, timeout=timeout, metadata=metadata)
     if command == "rollback":
         rollback = admin_pb.RollbackRequest(model=args.model, version=args.version, reason=args.reason)
-        return stub.Rollback(rollback, timeout=timeout)
+        return stub.Rollback(rollback, timeout=timeout, metadata=metadata)
     if command == "reset":
-        return stub.Reset(admin_pb.ModelRequest(model=args.model), timeout=timeout)
+        return stub.Reset(admin_pb.ModelRequest(model=args.model), timeout=timeout, metadata=metadata)
     if command == "drift":
-        return stub.GetDrift(admin_pb.ModelRequest(model=args.model), timeout=timeout)
+        return stub.GetDrift(admin_pb.ModelRequest(model=args.model), timeout=timeout, metadata=metadata)
     paused = command == "pause-judge"
-    return stub.PauseJudge(admin_pb.PauseJudgeRequest(model=args.model, paused=paused), timeout=timeout)
+    pause = admin_pb.PauseJudgeRequest(model=args.model, paused=paused)
+    return stub.PauseJudge(pause, timeout=timeout, metadata=metadata)
 
 
 def _cell(value: object) -> str:
@@ -173,9 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _weights(args.weights)
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
+    try:
+        metadata = token_metadata(args.token_file)
+    except (OSError, UnicodeDecodeError) as error:
+        parser.error(f"cannot read --token-file: {error}")
     with grpc.insecure_channel(args.address) as channel:
         try:
-            response = call(admin_grpc.RoutingAdminStub(channel), args)  # type: ignore[no-untyped-call]
+            response = call(admin_grpc.RoutingAdminStub(channel), args, metadata)  # type: ignore[no-untyped-call]
         except grpc.RpcError as error:
             print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1

@@ -1,7 +1,7 @@
 """The RoutingAdmin gRPC service: every method validates, asks the coordinator, then reports the new state.
 
-Every call passes through `authorize` first: the one place where access to the admin surface is
-decided (today: anyone who can reach the port, as for RepositoryModelLoad; see the README).
+Who may call it is decided before any method runs: `server.grpc.admin_guard` wraps every RoutingAdmin
+handler (and the repository load/unload RPCs) with the admin access policy of `server.security`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ class RoutingAdminServicer(admin_grpc.RoutingAdminServicer):
         self._release = release
         self._coordinator = coordinator
 
-    def authorize(self, context: Context) -> None:
-        """Decides whether the caller may use the admin API; raises to refuse. Allows every caller for now."""
-
     async def _state(self, model: str) -> admin_pb.RoutingState:
         record = self._repository.record(model)
         state = None if record.config is None else self._release.control.current_state(model, record.config.routing)
@@ -43,7 +40,6 @@ class RoutingAdminServicer(admin_grpc.RoutingAdminServicer):
 
     @grpc_errors
     async def GetRouting(self, request: admin_pb.GetRoutingRequest, context: Context) -> admin_pb.GetRoutingResponse:
-        self.authorize(context)
         if request.model:
             return admin_pb.GetRoutingResponse(models=[await self._state(request.model)])
         routed = [r.name for r in self._repository.records() if r.config is not None and r.config.routing.weights]
@@ -51,7 +47,6 @@ class RoutingAdminServicer(admin_grpc.RoutingAdminServicer):
 
     @grpc_errors
     async def SetWeights(self, request: admin_pb.SetWeightsRequest, context: Context) -> admin_pb.RoutingState:
-        self.authorize(context)
         if not request.weights:
             raise InvalidInputError("SetWeights needs at least one version -> weight entry")
         weights = {int(version): int(weight) for version, weight in request.weights.items()}
@@ -59,28 +54,23 @@ class RoutingAdminServicer(admin_grpc.RoutingAdminServicer):
 
     @grpc_errors
     async def Promote(self, request: admin_pb.VersionRequest, context: Context) -> admin_pb.RoutingState:
-        self.authorize(context)
         return await self._change(self._release.promote(request.model, request.version), context)
 
     @grpc_errors
     async def Rollback(self, request: admin_pb.RollbackRequest, context: Context) -> admin_pb.RoutingState:
-        self.authorize(context)
         change = self._release.rollback(request.model, request.version, request.reason or "manual")
         return await self._change(change, context)
 
     @grpc_errors
     async def Reset(self, request: admin_pb.ModelRequest, context: Context) -> admin_pb.RoutingState:
-        self.authorize(context)
         return await self._change(self._release.reset(request.model), context)
 
     @grpc_errors
     async def PauseJudge(self, request: admin_pb.PauseJudgeRequest, context: Context) -> admin_pb.RoutingState:
-        self.authorize(context)
         return await self._change(self._release.pause_judge(request.model, request.paused), context)
 
     @grpc_errors
     async def GetDrift(self, request: admin_pb.ModelRequest, context: Context) -> admin_pb.DriftReport:
-        self.authorize(context)
         if not request.model:
             raise InvalidInputError("GetDrift needs a model name")
         record = self._repository.record(request.model)  # an unknown model is NOT_FOUND

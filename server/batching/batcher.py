@@ -11,6 +11,10 @@ Otherwise a batch first lets the event loop catch up with requests that are
 arriving at that moment ("settling"): a request reaches the queue several loop
 turns after its bytes reach the socket, so without this a burst of simultaneous
 requests would be cut into batches of one or two, each paying a whole execution.
+
+A merged execution that fails is bisected, so that one request's bad data fails that request
+only, never its batch-mates (`_isolate`). Requests a model could reject one by one are rejected
+before they are queued (server.admission), so this is for failures only the runtime can find.
 """
 
 from __future__ import annotations
@@ -248,39 +252,89 @@ class DynamicBatcher:
         started_ns = time.perf_counter_ns()
         handed_over = False
         try:
-            now = time.monotonic()
-            for request in batch:
-                if not request.done and request.deadline is not None and request.deadline <= now:
-                    request.future.set_exception(self._expired(request))
-            live = [request for request in batch if not request.done]
+            live = self._unexpired(batch)
             if not live:
                 return
             inputs = merge_inputs(live)
-            result = await self._runner.run(inputs, live[0].output_names)
+            try:
+                result = await self._runner.run(inputs, live[0].output_names)
+            except Exception as error:
+                if len(live) == 1:
+                    raise
+                await self._isolate(live, error, started_ns)
+                return
             # The instance is free. A batch that is already complete starts before this one is answered,
             # so the runtime does not sit idle while these responses are encoded and sent; a smaller one
             # goes through the scheduler, which lets it grow while the loop catches up.
             handed_over = self._ready_now() and self._launch()
-            parts = split_outputs(result.outputs, live, self._label)
-            self._observe(sum(request.batch_size for request in live), result.timings, result.outputs, inputs)
-            if self._traced is not None:
-                self._report_traced(live, started_ns)
-            for request, outputs in zip(live, parts, strict=True):
-                if not request.done:
-                    waited = started_ns - request.enqueued_ns
-                    timings = RunTimings(
-                        queue_ns=waited + result.timings.queue_ns,
-                        input_ns=result.timings.input_ns,
-                        infer_ns=result.timings.infer_ns,
-                        output_ns=result.timings.output_ns,
-                    )
-                    request.future.set_result(RunResult(outputs=outputs, timings=timings))
+            self._answer(live, inputs, result, started_ns)
         except Exception as error:
-            if not isinstance(error, ServerError):
-                log.exception("batch execution failed", extra={"model": self._label})
-            for request in batch:
-                if not request.done:
-                    request.future.set_exception(error)
+            self._fail(batch, error)
         finally:
             if not handed_over:  # else the slot now belongs to the batch just launched
                 self._slots.release()
+
+    def _unexpired(self, batch: list[PendingRequest]) -> list[PendingRequest]:
+        """Fail the requests whose deadline passed while queued; the live rest, in order."""
+        now = time.monotonic()
+        for request in batch:
+            if not request.done and request.deadline is not None and request.deadline <= now:
+                request.future.set_exception(self._expired(request))
+        return [request for request in batch if not request.done]
+
+    def _answer(
+        self, live: list[PendingRequest], inputs: dict[str, npt.NDArray[Any]], result: RunResult, started_ns: int
+    ) -> None:
+        """Give each request of a successful execution its rows of the outputs."""
+        parts = split_outputs(result.outputs, live, self._label)
+        self._observe(sum(request.batch_size for request in live), result.timings, result.outputs, inputs)
+        if self._traced is not None:
+            self._report_traced(live, started_ns)
+        for request, outputs in zip(live, parts, strict=True):
+            if not request.done:
+                waited = started_ns - request.enqueued_ns
+                timings = RunTimings(
+                    queue_ns=waited + result.timings.queue_ns,
+                    input_ns=result.timings.input_ns,
+                    infer_ns=result.timings.infer_ns,
+                    output_ns=result.timings.output_ns,
+                )
+                request.future.set_result(RunResult(outputs=outputs, timings=timings))
+
+    def _fail(self, requests: list[PendingRequest], error: Exception) -> None:
+        if not isinstance(error, ServerError):
+            log.error("batch execution failed", exc_info=error, extra={"model": self._label})
+        for request in requests:
+            if not request.done:
+                request.future.set_exception(error)
+
+    async def _isolate(self, failed: list[PendingRequest], error: Exception, started_ns: int) -> None:
+        """Find the requests that make a merged execution fail, so that only they fail.
+
+        One request's data can fail the execution it shares (a value the model rejects at run time),
+        and its batch-mates must not pay for it. The batch is bisected on the instance it holds: a
+        part that runs is answered, a single request that fails gets its own error. This happens
+        once per failed batch (logged once) and costs at most 2 x (requests - 1) more executions.
+        """
+        log.warning(
+            "a merged execution failed; running its requests in smaller batches so that only the failing ones fail",
+            extra={"model": self._label, "requests": len(failed), "error": str(error)},
+        )
+        await self._bisect(failed, started_ns)
+
+    async def _bisect(self, failed: list[PendingRequest], started_ns: int) -> None:
+        middle = len(failed) // 2
+        for half in (failed[:middle], failed[middle:]):
+            live = [request for request in half if not request.done]  # some may have been cancelled meanwhile
+            if not live:
+                continue
+            inputs = merge_inputs(live)
+            try:
+                result = await self._runner.run(inputs, live[0].output_names)
+            except Exception as error:
+                if len(live) == 1:
+                    self._fail(live, error)
+                else:
+                    await self._bisect(live, started_ns)
+                continue
+            self._answer(live, inputs, result, started_ns)

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from server.coordination.channel import Channel, ChannelClosedError, Message
 from server.coordination.errors import error_fields, raise_reply_error
 from server.coordination.messages import drift_score_to_json, status_to_json, target_from_json
+from server.keyed_locks import KeyedLocks
 from server.predictions.monitor import DriftMonitor
 from server.routing.changes import RoutingChange
 from server.telemetry.judge_metrics import JudgeMetrics
@@ -47,7 +48,8 @@ class CoordinationHub:
         self._drift = drift
         self._workers: dict[int, Channel] = {}
         self._targets: dict[str, JudgeTarget] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Model names come from clients (through the workers): a lock lives only while a change to it runs or waits.
+        self._locks = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
         self.judge = CanaryJudge(
             targets=lambda: list(self._targets.values()),
@@ -56,6 +58,11 @@ class CoordinationHub:
             metrics=judge_metrics,
             predictions=None if drift is None else drift.distance,
         )
+
+    @property
+    def names_in_progress(self) -> int:
+        """Models with a coordinated change running or waiting: the size of the per-name lock table."""
+        return len(self._locks)
 
     def attach(self, slot: int, channel: Channel) -> None:
         self._workers[slot] = channel
@@ -80,7 +87,7 @@ class CoordinationHub:
 
     async def apply_change(self, change: RoutingChange) -> None:
         """Persist a routing change, then have every worker apply it."""
-        async with self._lock(change.model):
+        async with self._locks.hold(change.model):
             self._control.apply(change)
             await self._fan_out({"op": "routing", "change": change.to_json()})
 
@@ -114,7 +121,7 @@ class CoordinationHub:
         op = message.get("op")
         if op in ("load", "unload"):
             model = str(message["model"])
-            async with self._lock(model):
+            async with self._locks.hold(model):
                 await self._fan_out({"op": op, "model": model})
             return {}
         if op == "routing":
@@ -144,9 +151,3 @@ class CoordinationHub:
             if isinstance(reply, BaseException):
                 raise reply
             raise_reply_error(reply)
-
-    def _lock(self, model: str) -> asyncio.Lock:
-        lock = self._locks.get(model)
-        if lock is None:
-            lock = self._locks[model] = asyncio.Lock()
-        return lock

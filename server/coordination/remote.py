@@ -73,9 +73,13 @@ class WorkerLink:
     # ------------------------------------------------------- the coordinator, for the servicers
 
     async def load(self, model: str) -> None:
+        if self._repository is not None:
+            await self._repository.require_known(model)  # an unknown name never reaches the supervisor
         await self._ask({"op": "load", "model": model})
 
     async def unload(self, model: str) -> None:
+        if self._repository is not None:
+            self._repository.record(model)  # an unknown name never reaches the supervisor
         await self._ask({"op": "unload", "model": model})
 
     async def change_routing(self, change: RoutingChange) -> None:

@@ -13,6 +13,12 @@ from server.errors import ServerError, status_name
 
 log = logging.getLogger(__name__)
 
+#: Longest status message sent, in UTF-8 bytes. Status details travel as trailing metadata, percent-encoded
+#: (up to 3x), and peers refuse metadata over 8 kB by default: a longer message would turn the answer into
+#: RESOURCE_EXHAUSTED "metadata size exceeds limit". Messages embed client text through `server.names.shown`;
+#: this cap is the backstop for long server-side parts (lists of models, inputs).
+MAX_MESSAGE_BYTES = 2048
+
 R = TypeVar("R")
 S = TypeVar("S")
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -23,8 +29,16 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The gRPC status code and message for an exception."""
     code: grpc.StatusCode = grpc.StatusCode[status_name(error)]
     if isinstance(error, ServerError):
-        return code, str(error)
-    return code, f"internal error: {type(error).__name__}: {error}"
+        return code, capped(str(error))
+    return code, capped(f"internal error: {type(error).__name__}: {error}")
+
+
+def capped(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """`message` cut to at most `limit` UTF-8 bytes (plus a note of its full size)."""
+    encoded = message.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit:
+        return message
+    return f"{encoded[:limit].decode('utf-8', 'ignore')}… ({len(encoded)} bytes)"
 
 
 def grpc_errors(method: Handler[S, R]) -> Handler[S, R]:

@@ -55,7 +55,8 @@ def model_config(loaded: LoadedVersion) -> config_pb.ModelConfig:
         parameters=_parameters(loaded),
     )
     batching = config.batching
-    if batched and batching.enabled:
+    # A model that must not merge requests (signature.unmergeable) has no dynamic_batching: see _parameters.
+    if batched and batching.enabled and not signature.unmergeable:
         message.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
         message.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
         message.dynamic_batching.priority_levels = batching.priority_levels
@@ -75,10 +76,13 @@ def model_config(loaded: LoadedVersion) -> config_pb.ModelConfig:
 
 
 def _parameters(loaded: LoadedVersion) -> dict[str, config_pb.ModelParameter]:
-    """Execution providers, and which file serves: its sha256, the ONNX producer and its metadata_props."""
+    """Execution providers, and which file serves: its sha256, the ONNX producer and its metadata_props.
+
+    `dynamic_batching_disabled` says why a model that accepts batches never merges requests."""
     identity = loaded.identity
     values = {
         "execution_providers": ",".join(loaded.providers),
+        "dynamic_batching_disabled": loaded.signature.unmergeable,
         "sha256": identity.sha256,
         "producer": identity.producer,
         "onnx_model_version": identity.onnx_model_version,

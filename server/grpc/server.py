@@ -1,4 +1,4 @@
-"""Builds the grpc.aio server: services, health, reflection, message limits, TLS."""
+"""Builds the grpc.aio server: services, health, reflection, message limits, TLS, the admin guard."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from oip.v1 import routing_admin_pb2, routing_admin_pb2_grpc
+from oip.v1 import routing_admin_pb2_grpc
+from server.grpc.admin_guard import (
+    ADMIN_SERVICE,
+    INFERENCE_ADMIN_METHODS,
+    ROUTING_ADMIN_METHODS,
+    RefusalLog,
+    guard_methods,
+)
 from server.grpc.health import HealthBridge
 from server.grpc.registration import SERVICE as INFERENCE_SERVICE
-from server.grpc.registration import generic_handler
+from server.grpc.registration import generic_handler, method_handlers
 from server.grpc.servicer import InferenceServicer
+from server.security.admin_policy import AdminPolicy
 from server.settings import GrpcSettings
 
 
@@ -22,16 +30,14 @@ def _credentials(settings: GrpcSettings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
-ADMIN_SERVICE = routing_admin_pb2.DESCRIPTOR.services_by_name["RoutingAdmin"]
-
-
 def build_grpc_server(
     settings: GrpcSettings,
     servicer: InferenceServicer,
     health: HealthBridge,
     admin: routing_admin_pb2_grpc.RoutingAdminServicer,
+    admin_policy: AdminPolicy,
 ) -> tuple[grpc.aio.Server, int]:
-    """A configured, bound (not yet started) server and the port it bound."""
+    """A configured, bound (not yet started) server and the port it bound; `admin_policy` guards the admin RPCs."""
     limit = settings.max_message_bytes
     server = grpc.aio.server(
         options=[
@@ -51,11 +57,16 @@ def build_grpc_server(
         health_service.full_name,
         reflection_service.full_name,
     )
+    refusals = RefusalLog()
+    inference = guard_methods(method_handlers(servicer), INFERENCE_ADMIN_METHODS, admin_policy, refusals)
+    routing_admin = guard_methods(
+        method_handlers(admin, ADMIN_SERVICE, frozenset()), ROUTING_ADMIN_METHODS, admin_policy, refusals
+    )
     # Inference first: grpc asks the generic handlers in order for every call.
     server.add_generic_rpc_handlers(
         (
-            generic_handler(servicer),
-            generic_handler(admin, ADMIN_SERVICE, frozenset()),
+            grpc.method_handlers_generic_handler(INFERENCE_SERVICE.full_name, inference),
+            grpc.method_handlers_generic_handler(ADMIN_SERVICE.full_name, routing_admin),
             generic_handler(health.servicer, health_service, frozenset()),
             generic_handler(reflection.aio.ReflectionServicer(listed), reflection_service, frozenset()),
         )

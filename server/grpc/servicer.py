@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
@@ -12,14 +13,16 @@ from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
 from server.core import InferenceCore
-from server.errors import ServerError, UnsupportedError, status_name
+from server.errors import MalformedRequestError, ServerError, UnsupportedError, status_name
 from server.grpc import messages
 from server.grpc.errors import grpc_errors, status_for
 from server.grpc.response_wire import ResponseWriter
 from server.grpc.streaming import serve_stream
-from server.grpc.tensors import decode_request
+from server.grpc.tensors import decode_request, parse_infer_request
+from server.names import check_model_name, shown_names
 from server.repository.manager import ModelRepository
 from server.telemetry.failures import log_failed_request
+from server.telemetry.ratelimit import RateLimitedLog
 from server.tracing.requests import RequestSpan, RequestTracer
 from server.traffic.coordinator import Coordinator
 from server.types import InferRequest
@@ -60,6 +63,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._server_name = server_name
         self._is_ready = is_ready
         self._responses = ResponseWriter()
+        # Undecodable messages cost a client nothing to send: their log line is rate-limited.
+        self._malformed_log = RateLimitedLog(logging.getLogger("server.requests"))
+
+    def _parse(self, raw: bytes, context: Context, method: str) -> pb.ModelInferRequest:
+        try:
+            return parse_infer_request(raw)
+        except MalformedRequestError as error:
+            code = status_name(error)
+            self._undecodable(code)
+            self._malformed_log.log(
+                "request is not a valid ModelInferRequest",
+                event="request_undecodable",
+                method=method,
+                code=code,
+                size=len(raw),
+                peer=context.peer(),
+            )
+            raise
 
     async def _infer(
         self, request: pb.ModelInferRequest, context: Context, deadline: float | None = None, method: str = "ModelInfer"
@@ -136,18 +157,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # --------------------------------------------------------- inference
 
     @grpc_errors
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> bytes:
-        """Answers with the serialized ModelInferResponse (registered without a response serializer)."""
+    async def ModelInfer(self, request: bytes, context: Context) -> bytes:
+        """Takes the serialized ModelInferRequest and answers with the serialized ModelInferResponse
+        (registered without a deserializer or serializer)."""
         remaining = context.time_remaining()
-        return await self._infer(request, context, None if remaining is None else time.monotonic() + remaining)
+        message = self._parse(request, context, "ModelInfer")
+        return await self._infer(message, context, None if remaining is None else time.monotonic() + remaining)
 
-    async def ModelStreamInfer(
-        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
-    ) -> AsyncIterator[bytes]:
+    async def ModelStreamInfer(self, request_iterator: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
+        def parse(raw: bytes) -> pb.ModelInferRequest:
+            return self._parse(raw, context, "ModelStreamInfer")
+
         async def infer(message: pb.ModelInferRequest) -> bytes:
             return await self._infer(message, context, method="ModelStreamInfer")
 
-        async for response in serve_stream(request_iterator, infer):
+        async for response in serve_stream(request_iterator, parse, infer):
             yield response
 
     # -------------------------------------------------------- repository
@@ -162,17 +186,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.RepositoryModelLoadResponse:
         if request.parameters:
             raise UnsupportedError(
-                f"load parameters {sorted(request.parameters)} are not supported: this server loads models only "
-                "from the repository directory; change config.toml or the version directories, then load again"
+                f"load parameters {shown_names(sorted(request.parameters))} are not supported: this server loads "
+                "models only from the repository directory; change config.toml or the version directories, then "
+                "load again"
             )
-        await self._coordinator.load(request.model_name)
+        await self._coordinator.load(check_model_name(request.model_name))
         return pb.RepositoryModelLoadResponse()
 
     @grpc_errors
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
-        await self._coordinator.unload(request.model_name)
+        await self._coordinator.unload(check_model_name(request.model_name))
         return pb.RepositoryModelUnloadResponse()
 
     # ----------------------------------------------------- shared memory

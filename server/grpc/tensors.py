@@ -5,10 +5,29 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from oip.codec import CONTENTS_FIELD, TensorCodecError, contents_to_array, raw_to_array
 from oip.v1 import grpc_service_pb2 as pb
-from server.errors import InvalidInputError
+from server.errors import InvalidInputError, MalformedRequestError
+from server.names import shown
 from server.types import InferRequest, ParameterValue
+
+
+def parse_infer_request(raw: bytes) -> pb.ModelInferRequest:
+    """The ModelInferRequest in `raw`, or MalformedRequestError (INVALID_ARGUMENT).
+
+    The inference RPCs are registered without a request deserializer so that this runs in our handler:
+    when grpc deserializes, a bad message becomes UNKNOWN plus a logged traceback, outside our error mapping.
+    """
+    try:
+        return pb.ModelInferRequest.FromString(raw)
+    except DecodeError as error:
+        # protobuf says "Error parsing message with type '...': <reason>"; the reason is what helps.
+        reason = str(error).rpartition(": ")[2] or "undecodable"
+        raise MalformedRequestError(
+            f"the request ({len(raw)} bytes) is not a valid ModelInferRequest protobuf message: {reason}"
+        ) from None
 
 
 def parameter_value(parameter: pb.InferParameter) -> ParameterValue | None:
@@ -25,7 +44,9 @@ def _parameters(fields: Any) -> dict[str, ParameterValue]:
 def _typed_values(tensor: pb.ModelInferRequest.InferInputTensor) -> Any:
     field = CONTENTS_FIELD.get(tensor.datatype)
     if field is None:
-        raise TensorCodecError(f"datatype {tensor.datatype!r} cannot be sent as typed contents; use raw_input_contents")
+        raise TensorCodecError(
+            f"datatype {shown(tensor.datatype)!r} cannot be sent as typed contents; use raw_input_contents"
+        )
     used = [descriptor.name for descriptor, _ in tensor.contents.ListFields()]
     wrong = [name for name in used if name != field]
     if wrong:
@@ -39,7 +60,7 @@ def _decoded_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | 
             return raw_to_array(raw, tensor.datatype, tensor.shape)
         return contents_to_array(_typed_values(tensor), tensor.datatype, tensor.shape)
     except TensorCodecError as exc:
-        raise InvalidInputError(f"input '{tensor.name}': {exc}") from None
+        raise InvalidInputError(f"input '{shown(tensor.name)}': {exc}") from None
 
 
 def decode_request(message: pb.ModelInferRequest) -> InferRequest:
@@ -59,10 +80,10 @@ def decode_request(message: pb.ModelInferRequest) -> InferRequest:
     for tensor, blob in zip(tensors, blobs, strict=False):  # blobs may be endless
         name = tensor.name
         if name in inputs:
-            raise InvalidInputError(f"input '{name}' appears more than once in the request")
+            raise InvalidInputError(f"input '{shown(name)}' appears more than once in the request")
         if blob is not None and tensor.HasField("contents"):
             raise InvalidInputError(
-                f"input '{name}' has typed contents but the request also uses raw_input_contents; "
+                f"input '{shown(name)}' has typed contents but the request also uses raw_input_contents; "
                 "a request must use one or the other"
             )
         inputs[name] = _decoded_tensor(tensor, blob)

@@ -13,16 +13,22 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from server.confinement import RepositoryConfinement
 from server.errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
+from server.keyed_locks import KeyedLocks
 from server.model_config import ModelConfig, load_model_config
+from server.names import shown
 from server.repository.policy import select_versions
 from server.repository.records import IndexEntry, ModelRecord, State, VersionStatus
-from server.repository.scanner import ModelSource, list_models, scan_model
+from server.repository.scanner import ModelSource, has_model, list_models, scan_model
 from server.routing.config import RoutingConfig
 from server.routing.table import RoutingTable, default_table
 from server.versions.loaded import LoadedVersion
 
 log = logging.getLogger(__name__)
+
+_MAX_VERSION_DIGITS = 255
+"""A version is a directory name, and no file system holds a longer one."""
 
 VersionLoader = Callable[[str, int, Path, ModelConfig], Awaitable[LoadedVersion]]
 """Loads one version: (model name, version, model file, config) -> LoadedVersion."""
@@ -45,18 +51,27 @@ class ModelRepository:
         drain_timeout_s: float = 30.0,
         listeners: Sequence[ChangeListener] = (),
         routing: RoutingPolicy = default_table,
+        allow_external_files: bool = False,
     ) -> None:
+        """`allow_external_files`: open model files that resolve outside `root` (see server.confinement)."""
         self._root = root
+        self._confinement = RepositoryConfinement(root, allow_external_files)
         self._loader = loader
         self._route = routing
         self._drain_timeout_s = drain_timeout_s
         self._listeners = list(listeners)
         self._records: dict[str, ModelRecord] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Per-name locks exist only while a load, unload or reroute of that name runs or waits.
+        self._locks = KeyedLocks()
 
     @property
     def root(self) -> Path:
         return self._root
+
+    @property
+    def names_in_progress(self) -> int:
+        """Names with a load, unload or reroute running or waiting: the size of the per-name lock table."""
+        return len(self._locks)
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -69,8 +84,20 @@ class ModelRepository:
     def record(self, name: str) -> ModelRecord:
         record = self._records.get(name)
         if record is None:
-            raise ModelNotFoundError(f"model '{name}' is not in the repository{self._known_hint()}")
+            raise ModelNotFoundError(f"model {shown(name)!r} is not in the repository{self._known_hint()}")
         return record
+
+    async def require_known(self, name: str) -> None:
+        """NOT_FOUND unless `name` is a model this process knows or a model directory in the repository.
+
+        Admin calls check this before any per-name state is made, so a flood of made-up names
+        (of any length) leaves nothing behind.
+        """
+        if name in self._records or await asyncio.to_thread(has_model, self._root, name):
+            return
+        raise ModelNotFoundError(
+            f"model {shown(name)!r} has no directory in the repository {self._root}{self._known_hint()}"
+        )
 
     def resolve(self, name: str, version: str = "") -> LoadedVersion:
         """A loaded version by number; empty `version` = the model's default (see ModelRecord.default)."""
@@ -137,14 +164,16 @@ class ModelRepository:
 
     async def load(self, name: str) -> ModelRecord:
         """Load or reload a model from disk. Raises if no version could be loaded."""
-        async with self._lock(name):
+        await self.require_known(name)
+        async with self._locks.hold(name):
             source = await asyncio.to_thread(scan_model, self._root, name)
-            if source is None:
+            if source is None:  # removed from disk since require_known
                 raise ModelNotFoundError(
-                    f"model '{name}' has no directory in the repository {self._root}{self._known_hint()}"
+                    f"model {shown(name)!r} has no directory in the repository {self._root}{self._known_hint()}"
                 )
             old = self._records.get(name)
             try:
+                await asyncio.to_thread(self._confinement.check, source.path, "model directory")
                 config = await asyncio.to_thread(load_model_config, source.path)
                 selected = _select(source, config)
             except ModelLoadError as exc:
@@ -157,7 +186,8 @@ class ModelRepository:
 
     async def unload(self, name: str) -> None:
         """Stop serving a model: new requests get UNAVAILABLE, in-flight ones finish."""
-        async with self._lock(name):
+        self.record(name)  # NOT_FOUND before any per-name state exists
+        async with self._locks.hold(name):
             old = self.record(name)
             unloading = {v: VersionStatus(State.UNLOADING) for v in old.loaded}
             self._publish(ModelRecord(name, old.config, status={**old.status, **unloading}))
@@ -172,7 +202,8 @@ class ModelRepository:
         Takes the model's lock, so it never interleaves with a reload: it applies to whichever
         versions serve when it runs.
         """
-        async with self._lock(name):
+        self.record(name)  # NOT_FOUND before any per-name state exists
+        async with self._locks.hold(name):
             record = self.record(name)
             if not record.loaded or record.config is None:
                 raise ModelNotReadyError(f"model '{name}' has no ready version{_because(record)}")
@@ -184,12 +215,6 @@ class ModelRepository:
         await asyncio.gather(*(self.unload(name) for name in list(self._records)))
 
     # ---------------------------------------------------------------- internals
-
-    def _lock(self, name: str) -> asyncio.Lock:
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = asyncio.Lock()
-        return lock
 
     def _known_hint(self) -> str:
         known = ", ".join(sorted(self._records))
@@ -217,7 +242,7 @@ class ModelRepository:
             self._publish(ModelRecord(name, config, status={v: VersionStatus(State.LOADING) for v in selected}))
         paths = [source.versions[v] / config.model_filename for v in selected]
         results = await asyncio.gather(
-            *(self._loader(name, v, path, config) for v, path in zip(selected, paths, strict=True)),
+            *(self._load_version(name, v, path, config) for v, path in zip(selected, paths, strict=True)),
             return_exceptions=True,
         )
         loaded: dict[int, LoadedVersion] = {}
@@ -262,6 +287,11 @@ class ModelRepository:
         )
         return record
 
+    async def _load_version(self, name: str, version: int, path: Path, config: ModelConfig) -> LoadedVersion:
+        """The injected loader behind the path rule: a file that resolves outside the repository is never opened."""
+        await asyncio.to_thread(self._confinement.check, path, "model file")
+        return await self._loader(name, version, path, config)
+
     async def _close(self, versions: Iterable[LoadedVersion]) -> None:
         """Close versions that never served (a load that is being abandoned)."""
         for loaded in versions:
@@ -294,7 +324,11 @@ def _select(source: ModelSource, config: ModelConfig) -> list[int]:
 
 def _parse_version(name: str, version: str) -> int:
     if not (version.isascii() and version.isdecimal()):
-        raise ModelNotFoundError(f"version '{version}' of model '{name}' does not exist; versions are whole numbers")
+        raise ModelNotFoundError(
+            f"version {shown(version)!r} of model {shown(name)!r} does not exist; versions are whole numbers"
+        )
+    if len(version) > _MAX_VERSION_DIGITS:  # int() refuses over 4,300 digits: that would be INTERNAL
+        raise ModelNotFoundError(f"version {shown(version)!r} of model {shown(name)!r} does not exist")
     return int(version)
 
 

@@ -17,7 +17,17 @@ class ModelSource:
 
 def _is_model_dir(path: Path) -> bool:
     # Hidden and private directories (".git", "__pycache__", "_builder") are not models.
-    return path.is_dir() and not path.name.startswith((".", "_"))
+    if path.name.startswith((".", "_")):
+        return False
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. ENAMETOOLONG: a name no file system can hold names no model
+        return False
+
+
+def _is_one_component(name: str) -> bool:
+    # Path separators would escape the repository.
+    return bool(name) and Path(name).name == name
 
 
 def list_models(root: Path) -> list[str]:
@@ -27,13 +37,16 @@ def list_models(root: Path) -> list[str]:
     return sorted(child.name for child in root.iterdir() if _is_model_dir(child))
 
 
+def has_model(root: Path, name: str) -> bool:
+    """Whether `root/name` is a model directory (cheap: one stat, no listing)."""
+    return _is_one_component(name) and _is_model_dir(root / name)
+
+
 def scan_model(root: Path, name: str) -> ModelSource | None:
     """The model directory `root/name` with its numbered versions, or None if absent."""
-    if not name or Path(name).name != name:
-        return None  # path separators would escape the repository
-    path = root / name
-    if not _is_model_dir(path):
+    if not has_model(root, name):
         return None
+    path = root / name
     versions = {
         int(child.name): child
         for child in path.iterdir()

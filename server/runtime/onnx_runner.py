@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from server.runtime.onnx_signature import signature_from_session
 from server.runtime.pool import InferencePool
 from server.runtime.providers import choose_providers
 from server.runtime.runner import RunResult, RunTimings
+from server.runtime.sessions import SessionPool
 from server.settings import RuntimeSettings
 from server.types import ModelSignature
 
@@ -100,29 +100,45 @@ def _from_runtime(array: Any) -> npt.NDArray[Any]:
 
 
 class OnnxRunner:
-    """Runs a loaded version on the inference pool's threads, round-robin over its instances."""
+    """Runs a loaded version on the inference pool's threads, each execution on a session of its own.
+
+    An instance is one session running one batch at a time: an execution takes an idle session and
+    gives it back when the runtime returns (picking round-robin let two batches share a session while
+    another idled).
+    """
 
     def __init__(self, model: LoadedOnnxModel, pool: InferencePool, label: str) -> None:
-        self._sessions = model.sessions
-        self._next_session = itertools.cycle(model.sessions)
+        self._sessions = SessionPool(model.sessions, label)
         self._pool = pool
         self._label = label
 
     async def run(self, inputs: Mapping[str, npt.NDArray[Any]], output_names: Sequence[str]) -> RunResult:
-        session = next(self._next_session)
+        session = self._sessions.take()
+        if session is None:  # more executions than instances (a direct caller, not the batcher): queue for one
+            session = await self._sessions.wait()
         submitted = time.perf_counter_ns()
-        return await self._pool.submit(self._run_blocking, session, inputs, output_names, submitted)
+        try:
+            future = self._pool.submit(self._run_blocking, session, inputs, output_names, submitted)
+        except BaseException:
+            self._sessions.give_back(session)
+            raise
+        return await future
 
     def _run_blocking(
         self, session: Any, inputs: Mapping[str, npt.NDArray[Any]], output_names: Sequence[str], submitted: int
     ) -> RunResult:
         started = time.perf_counter_ns()
-        feed = {name: _to_runtime(name, array) for name, array in inputs.items()}
-        prepared = time.perf_counter_ns()
         try:
+            feed = {name: _to_runtime(name, array) for name, array in inputs.items()}
+            prepared = time.perf_counter_ns()
             raw_outputs = session.run(list(output_names), feed)
+        except InvalidInputError:
+            raise
         except Exception as exc:  # onnxruntime's errors carry the useful detail in the text
             raise InferenceFailedError(f"model {self._label} failed in onnxruntime: {exc}") from None
+        finally:
+            # Here, not when the caller resumes: the session is free exactly when the runtime returns.
+            self._sessions.give_back(session)
         finished = time.perf_counter_ns()
         outputs = {name: _from_runtime(value) for name, value in zip(output_names, raw_outputs, strict=True)}
         converted = time.perf_counter_ns()
@@ -136,5 +152,4 @@ class OnnxRunner:
 
     def close(self) -> None:
         # Sessions free their memory when the last reference goes; drop ours.
-        self._sessions = ()
-        self._next_session = itertools.cycle(())
+        self._sessions.close()

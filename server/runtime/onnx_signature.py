@@ -44,14 +44,43 @@ def _first_dim_dynamic(specs: Sequence[TensorSpec]) -> bool:
     return all(spec.shape and spec.shape[0] == -1 for spec in specs)
 
 
+def _first_dim(node: Any) -> int | str | None:
+    """The first dimension as the ONNX file states it: a dim_value, a dim_param name, or None (unknown)."""
+    return node.shape[0] if node.shape else None
+
+
+def merge_blocker(input_nodes: Sequence[Any], output_nodes: Sequence[Any]) -> str:
+    """Why concatenating requests could break this model's outputs, or "" when it provably cannot.
+
+    Splitting a merged batch's outputs is exact only when every output's first dimension is the
+    inputs' batch dimension. The file proves that only by naming one symbolic dimension (dim_param)
+    on every input and output; an unnamed (None) or fixed first dimension could be a reduction over
+    the batch (a sum, a pooled row), so such a model is conservatively never merged.
+    """
+    batch_dims = {_first_dim(node) for node in input_nodes}
+    batch = batch_dims.pop() if len(batch_dims) == 1 else None
+    if not isinstance(batch, str) or not batch:
+        found = ", ".join(f"'{node.name}': {_first_dim(node)!r}" for node in input_nodes)
+        return f"the inputs do not share one named batch dimension ({found})"
+    for node in output_nodes:
+        if _first_dim(node) != batch:
+            return (
+                f"output '{node.name}' has first dimension {_first_dim(node)!r}, not the inputs' batch dimension"
+                f" {batch!r}, so its rows cannot be split per request"
+            )
+    return ""
+
+
 def signature_from_session(session: Any, configured_max_batch: int | None) -> ModelSignature:
     """The served signature: ONNX inputs/outputs plus the batch limit.
 
     A configured `max_batch_size > 0` requires a dynamic first dimension on every
     input; without a config, batching is on exactly when all inputs have one.
+    Merging requests also needs every output to carry the inputs' batch dimension (`merge_blocker`).
     """
-    inputs = tuple(_spec(node, "input") for node in session.get_inputs())
-    outputs = tuple(_spec(node, "output") for node in session.get_outputs())
+    input_nodes, output_nodes = session.get_inputs(), session.get_outputs()
+    inputs = tuple(_spec(node, "input") for node in input_nodes)
+    outputs = tuple(_spec(node, "output") for node in output_nodes)
     batchable = bool(inputs) and _first_dim_dynamic(inputs)
     if configured_max_batch is None:
         max_batch = DEFAULT_MAX_BATCH_SIZE if batchable else 0
@@ -63,4 +92,5 @@ def signature_from_session(session: Any, configured_max_batch: int | None) -> Mo
         )
     else:
         max_batch = configured_max_batch
-    return ModelSignature(inputs=inputs, outputs=outputs, max_batch_size=max_batch)
+    unmergeable = merge_blocker(input_nodes, output_nodes) if max_batch > 0 else ""
+    return ModelSignature(inputs=inputs, outputs=outputs, max_batch_size=max_batch, unmergeable=unmergeable)

@@ -33,6 +33,12 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """Human-readable lines that still show the `extra` fields."""
 
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging.Formatter's name)
+        # A message can carry client text too (a library's error text quoting a request): control
+        # characters in it are escaped, so that the line stays one line. Tracebacks follow it unchanged.
+        line = super().formatMessage(record)
+        return line if line.isprintable() else _escaped(line)
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
@@ -51,6 +57,11 @@ def _field(value: object) -> str:
     if text and text.isprintable() and " " not in text:
         return text
     return json.dumps(text)
+
+
+def _escaped(text: str) -> str:
+    """`text` with each non-printable character written as its escape (\\n, \\x1b, \\u2028)."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def configure_logging(level: str, fmt: str) -> None:

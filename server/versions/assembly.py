@@ -9,6 +9,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from server.batching.batcher import BatchPolicy, DynamicBatcher, TracedBatchObserver
+from server.confinement import RepositoryConfinement
 from server.model_config import ModelConfig
 from server.predictions.profile import ReferenceProfile
 from server.predictions.watches import TensorShape, WatchPlan, plan_watches
@@ -40,11 +41,12 @@ def watch_plan(
     return plan_watches(inputs, outputs, config.telemetry, metadata, profile)
 
 
-def batch_policy(config: ModelConfig, max_batch_size: int) -> BatchPolicy:
+def batch_policy(config: ModelConfig, signature: ModelSignature) -> BatchPolicy:
+    """The batcher's policy: the config's, except that a model whose outputs may not split never merges."""
     batching = config.batching
     return BatchPolicy(
-        max_batch_size=max_batch_size,
-        merge=batching.enabled,
+        max_batch_size=signature.max_batch_size,
+        merge=batching.enabled and not signature.unmergeable,
         max_queue_delay_us=batching.max_queue_delay_us,
         preferred_batch_sizes=batching.preferred_batch_sizes,
         max_queue_size=batching.max_queue_size,
@@ -63,13 +65,18 @@ class OnnxVersionLoader:
         inference_pool: InferencePool,
         recorder_factory: RecorderFactory,
         traced_batches: TracedBatchObserver | None = None,
+        *,
+        confinement: RepositoryConfinement,
     ) -> None:
-        """`traced_batches` records the executions that served traced requests (None: tracing off)."""
+        """`traced_batches` records the executions that served traced requests (None: tracing off).
+        `confinement`: where reference profiles may be read from (the repository checks the model file itself;
+        the profile beside it may still be a symlink)."""
         self._defaults = defaults
         self._load_executor = load_executor
         self._inference_pool = inference_pool
         self._recorder_factory = recorder_factory
         self._traced_batches = traced_batches
+        self._confinement = confinement
 
     async def __call__(self, model_name: str, version: int, path: Path, config: ModelConfig) -> LoadedVersion:
         loop = asyncio.get_running_loop()
@@ -77,12 +84,18 @@ class OnnxVersionLoader:
         label = f"{model_name}:{version}"
         reference = None
         if config.telemetry.enabled:
-            reference = await loop.run_in_executor(self._load_executor, read_reference, path, label)
+            reference = await loop.run_in_executor(self._load_executor, read_reference, path, label, self._confinement)
         runner = OnnxRunner(model, self._inference_pool, label=label)
         statistics = VersionStatistics()
         watches = watch_plan(model.signature, config, dict(model.identity.metadata), reference)
         recorder = self._recorder_factory(model_name, version, statistics, watches)
-        policy = batch_policy(config, model.signature.max_batch_size)
+        policy = batch_policy(config, model.signature)
+        if model.signature.unmergeable and config.batching.enabled:
+            # Said at load, not at the first failure: merging would only break under load.
+            log.warning(
+                "requests to this model are never merged into one execution",
+                extra={"model": label, "reason": model.signature.unmergeable},
+            )
         batcher = DynamicBatcher(runner, policy, label, recorder.executed, self._traced_batches)
         await batcher.start()
         return LoadedVersion(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from server.confinement import OutsideRepositoryError, RepositoryConfinement
 from server.errors import ModelLoadError
 from server.model_config import CONFIG_FILE, load_model_config
 from server.predictions.config import DriftConfig
@@ -18,15 +19,17 @@ from server.predictions.profile import PROFILE_FILE, ProfileError, ReferenceProf
 log = logging.getLogger(__name__)
 
 
-def read_reference(model_path: Path, label: str) -> ReferenceProfile | None:
+def read_reference(model_path: Path, label: str, confinement: RepositoryConfinement) -> ReferenceProfile | None:
     """The version's reference profile beside its model file, if any. A bad profile does not stop the version
-    from serving: it serves without drift scores, and the reason is logged. Blocking (file IO)."""
+    from serving: it serves without drift scores, and the reason is logged. A profile that resolves outside
+    the repository is as bad (the path rule of model files, server.confinement). Blocking (file IO)."""
     path = model_path.parent / PROFILE_FILE
     if not path.is_file():
         return None
     try:
+        confinement.check(path, "reference profile")
         return load_profile(path)
-    except ProfileError as error:
+    except (ProfileError, OutsideRepositoryError) as error:
         log.warning(
             "reference profile not used; serving without drift scores", extra={"model": label, "error": str(error)}
         )
@@ -43,8 +46,10 @@ def _mtime(path: Path) -> float:
 class RepositoryReferences:
     """From the repository directory (the --workers supervisor, which loads no models)."""
 
-    def __init__(self, repository: Path) -> None:
+    def __init__(self, repository: Path, allow_external_files: bool = False) -> None:
+        """`allow_external_files`: read profiles that resolve outside `repository` (see server.confinement)."""
         self._repository = repository
+        self._confinement = RepositoryConfinement(repository, allow_external_files)
         self._cache: dict[tuple[str, int], tuple[tuple[float, float], VersionReference]] = {}
 
     def __call__(self, model: str, version: int) -> VersionReference | None:
@@ -58,7 +63,8 @@ class RepositoryReferences:
             drift = load_model_config(model_dir).telemetry.drift
         except ModelLoadError:
             drift = DriftConfig()  # the workers do not serve an invalid config; nothing will be scored
-        profile = read_reference(profile_path.parent / "model", f"{model}:{version}") if stamp[1] >= 0 else None
+        label = f"{model}:{version}"
+        profile = read_reference(profile_path.parent / "model", label, self._confinement) if stamp[1] >= 0 else None
         reference = VersionReference(drift, profile)
         self._cache[(model, version)] = (stamp, reference)
         return reference

@@ -28,6 +28,7 @@ from server.coordination.hub import CoordinationHub
 from server.http.side_server import SideHttpServer
 from server.lifecycle import run_loop
 from server.predictions.monitor import DriftMonitor
+from server.security.admin_policy import with_token_read
 from server.settings import ServerSettings
 from server.telemetry.judge_metrics import JudgeMetrics
 from server.telemetry.prediction_metrics import DriftGauge, read_live_counts
@@ -48,12 +49,14 @@ _KILL_WAIT_S = 5.0
 
 
 def worker_settings(settings: ServerSettings, port: int) -> ServerSettings:
-    """What each worker runs: the reserved port shared via SO_REUSEPORT, and no HTTP side port."""
+    """What each worker runs: the reserved port shared via SO_REUSEPORT, no HTTP side port, and the admin
+    token read once here (OSError when its file cannot be read), so that every worker enforces the same one."""
     return settings.model_copy(
         update={
             "workers": 1,
             "grpc": settings.grpc.model_copy(update={"port": port, "reuse_port": True}),
             "http": settings.http.model_copy(update={"enabled": False}),
+            "admin": with_token_read(settings.admin),
         }
     )
 
@@ -92,7 +95,9 @@ class Supervisor:
             http, http_port = await self._start_http(registry)
             drift = DriftMonitor(
                 live=lambda: read_live_counts(registry.collect()),
-                references=RepositoryReferences(self._settings.model_repository),
+                references=RepositoryReferences(
+                    self._settings.model_repository, self._settings.allow_external_model_files
+                ),
             )
             registry.register(DriftGauge(drift.scores))  # here only: one drift value per version per server
             self._hub = self._start_hub(registry, drift)

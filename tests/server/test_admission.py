@@ -74,3 +74,23 @@ def test_models_without_a_batch_dimension_count_one_row() -> None:
     )
     admission = RequestValidator(signature, "m:1").admit(_request(a=np.zeros((3,), np.float32)))
     assert admission.rows == 1
+
+
+def _text(*items: bytes) -> np.ndarray:
+    array = np.empty(len(items), dtype=np.object_)
+    array[:] = list(items)
+    return array.reshape(1, len(items))
+
+
+def test_string_inputs_are_checked_for_utf8_on_every_request() -> None:
+    signature = ModelSignature(
+        inputs=(TensorSpec("n", "FP32", (-1, 1)), TensorSpec("s", "BYTES", (-1, 2))),
+        outputs=(TensorSpec("y", "BYTES", (-1, 2)),),
+        max_batch_size=8,
+    )
+    validator = RequestValidator(signature, "m:1")
+    number = np.zeros((1, 1), np.float32)
+    validator.admit(_request(n=number, s=_text("é".encode(), b"ok")))
+    with pytest.raises(InvalidInputError, match=r"input 's' of model m:1 has an element that is not UTF-8 \(element 1"):
+        validator.admit(_request(n=number, s=_text(b"ok", b"\xff")))  # a remembered layout, bad data
+    validator.admit(_request(n=number, s=_text(b"", b"fine")))

@@ -180,3 +180,36 @@ def scorer(classes: str = "negative,positive", flipped: bool = False) -> bytes:
     model.ir_version = 9
     helper.set_model_props(model, {"classes": classes})
     return model.SerializeToString()
+
+
+def lookup(table: Sequence[float] = (0.5, 1.5, 2.5, 3.5)) -> bytes:
+    """x INT64 [batch, 1] indexes a table: y FP32 [batch, 1] = table[x]. An index outside the table fails
+    inside onnxruntime, for the whole execution: one request's data that no signature check can catch."""
+    values = numpy_helper.from_array(np.array(table, dtype=np.float32), "table")
+    return _model(
+        [helper.make_node("Gather", ["table", "x"], ["y"], axis=0)],
+        [helper.make_tensor_value_info("x", TensorProto.INT64, ["batch", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        [values],
+    )
+
+
+def batch_pooled() -> bytes:
+    """x FP32 [batch, n] -> outputs that pool over the batch, so merging requests would change them:
+    centered = x - mean(x over rows), declared ["rows", n] (a name that is not the inputs' batch dimension),
+    and total = [sum(x)], declared [1]."""
+    shape = numpy_helper.from_array(np.array([1], dtype=np.int64), "one_element")
+    return _model(
+        [
+            helper.make_node("ReduceMean", ["x"], ["mean"], axes=[0], keepdims=1),
+            helper.make_node("Sub", ["x", "mean"], ["centered"]),
+            helper.make_node("ReduceSum", ["x"], ["sum"], keepdims=1),
+            helper.make_node("Reshape", ["sum", "one_element"], ["total"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"])],
+        [
+            helper.make_tensor_value_info("centered", TensorProto.FLOAT, ["rows", "n"]),
+            helper.make_tensor_value_info("total", TensorProto.FLOAT, [1]),
+        ],
+        [shape],
+    )

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from server.errors import InferenceFailedError
 from server.runtime.runner import RunResult, RunTimings
 
 RUNNER_TIMINGS = RunTimings(queue_ns=1, input_ns=2, infer_ns=3, output_ns=4)
@@ -30,6 +31,8 @@ class FakeRunner:
         self.output_names: list[tuple[str, ...]] = []
         self.failures: dict[int, BaseException] = {}
         """Call index -> the exception that call raises (after the gate)."""
+        self.poison: float | None = None
+        """A value that fails any call whose input holds it, as bad data fails a real model's whole batch."""
         self.active = 0
 
     @property
@@ -55,6 +58,8 @@ class FakeRunner:
             self.active -= 1
         if index in self.failures:
             raise self.failures[index]
+        if self.poison is not None and bool(np.any(inputs["x"] == self.poison)):
+            raise InferenceFailedError(f"model m:1 failed in onnxruntime: row holds {self.poison}")
         return RunResult(outputs={"y": inputs["x"] * 2}, timings=RUNNER_TIMINGS)
 
     def close(self) -> None:

@@ -362,22 +362,58 @@ async def test_two_instances_run_two_batches_concurrently(make_batcher: MakeBatc
     assert runner.batch_rows == [1, 1, 1]
 
 
-async def test_a_runner_error_fails_the_whole_batch_and_later_requests_still_work(make_batcher: MakeBatcher) -> None:
-    runner = FakeRunner(held=True)
+async def test_a_runner_error_fails_its_request_and_later_requests_still_work(make_batcher: MakeBatcher) -> None:
+    runner = FakeRunner()
     error = InferenceFailedError("model m:1 failed: out of memory")
-    runner.failures[1] = error
+    runner.failures[0] = error
+    batcher, observer = await make_batcher(runner, max_batch_size=32)
+    with pytest.raises(InferenceFailedError) as raised:
+        await submit(batcher, 1.0)
+    assert raised.value is error
+    assert_own_rows(await submit(batcher, 9.0), 9.0)
+    assert observer.rows == [1]  # the failed execution is not observed
+
+
+async def test_one_bad_request_fails_alone_and_its_batch_mates_get_their_rows(
+    make_batcher: MakeBatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = FakeRunner(held=True)
+    runner.poison = 13.0
     batcher, observer = await make_batcher(runner, max_batch_size=32)
     first = await occupy(batcher, runner)
-    doomed = [submit(batcher, float(i)) for i in range(1, 4)]
-    await until(lambda: batcher.queued == 3)
-    runner.gate.set()
+    values = [float(i) for i in range(1, 17)]  # 13 is the bad one
+    merged = [submit(batcher, value) for value in values]
+    await until(lambda: batcher.queued == 16)
+    with caplog.at_level(logging.WARNING, logger="server.batching.batcher"):
+        runner.gate.set()
+        assert_own_rows(await first, -1.0)
+        outcomes = await asyncio.gather(*merged, return_exceptions=True)
 
-    assert_own_rows(await first, -1.0)
-    outcomes = await asyncio.gather(*doomed, return_exceptions=True)
-    assert all(outcome is error for outcome in outcomes)
-    assert runner.batch_rows == [1, 3]
-    assert_own_rows(await submit(batcher, 9.0), 9.0)
-    assert observer.rows == [1, 1]  # the failed execution is not observed
+    for value, outcome in zip(values, outcomes, strict=True):
+        if value == 13.0:
+            assert isinstance(outcome, InferenceFailedError)
+            assert "13" in str(outcome)
+        else:
+            assert isinstance(outcome, RunResult)
+            assert_own_rows(outcome, value)
+    assert runner.batch_rows[1] == 16  # they did share an execution first
+    assert len(runner.batch_rows) - 2 <= 2 * 4  # bisected: about 2 log2(16) more executions, not 16
+    assert sum(observer.rows) == 1 + 15  # every answered row was observed once
+    assert caplog.text.count("a merged execution failed") == 1  # one line per failed batch
+
+
+async def test_a_batch_failing_for_every_request_fails_each_with_its_own_error(make_batcher: MakeBatcher) -> None:
+    runner = FakeRunner(held=True)
+    runner.poison = 5.0
+    batcher, _ = await make_batcher(runner, max_batch_size=32)
+    first = await occupy(batcher, runner)
+    merged = [submit(batcher, 5.0) for _ in range(4)] + [submit(batcher, 6.0)]
+    await until(lambda: batcher.queued == 5)
+    runner.gate.set()
+    await first
+    outcomes = await asyncio.gather(*merged, return_exceptions=True)
+    assert [isinstance(outcome, InferenceFailedError) for outcome in outcomes] == [True] * 4 + [False]
+    assert len(runner.batch_rows) - 2 <= 2 * (5 - 1)  # bounded: each part runs once
 
 
 async def test_an_unexpected_runner_error_is_logged_and_returned(

@@ -26,3 +26,11 @@ def test_trace_ids_from_traceparent() -> None:
     assert trace_id_from([("traceparent", "00-" + "0" * 32 + "-00f067aa0ba902b7-01")]) == ""  # invalid all-zero id
     assert trace_id_from([("traceparent", "garbage")]) == ""
     assert trace_id_from(None) == "" and trace_id_from([]) == ""
+
+
+def test_a_message_with_client_text_stays_one_line() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "refused %s", "args": ("fraud\n2026-11-30 INFO forged\x1b[2J",), "levelname": "WARNING", "name": "x"}
+    )
+    line = TextFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert line == "WARNING x: refused fraud\\n2026-11-30 INFO forged\\x1b[2J"

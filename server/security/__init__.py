@@ -1,0 +1,1 @@
+"""Who may use the admin surface: the pure access policy, free of gRPC and of I/O beyond reading the token."""
