@@ -29,8 +29,10 @@ Parse = Callable[[bytes], pb.ModelInferRequest]
 #: ModelStreamInferResponse.infer_response (field 2, length-delimited).
 _INFER_RESPONSE_TAG = b"\x12"
 
-#: Requests of one stream in progress at once; more wait in the stream's flow control.
+#: Requests of one stream in progress or unsent at once; more wait in the stream's flow control.
 MAX_IN_FLIGHT_PER_STREAM = 1024
+#: Request and response bytes one stream holds at once (see StreamBudget).
+MAX_STREAM_BYTES = 64 * 1024 * 1024
 
 
 async def _respond(parse: Parse, infer: Infer, raw: bytes) -> bytes:
@@ -55,29 +57,80 @@ async def _respond(parse: Parse, infer: Infer, raw: bytes) -> bytes:
         ).SerializeToString()
 
 
-async def serve_stream(requests: AsyncIterator[bytes], parse: Parse, infer: Infer) -> AsyncIterator[bytes]:
-    """Yield one serialized ModelStreamInferResponse per request message (wire bytes), in completion order."""
-    # Items: a response, an exception that broke the request stream, or None at the end.
-    done: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
-    slots = asyncio.Semaphore(MAX_IN_FLIGHT_PER_STREAM)
+class StreamBudget:
+    """What one stream may hold at once: requests being served or waiting to be written, and their bytes.
+
+    A request's bytes (and, once answered, its response's) count until its response has been handed to
+    gRPC for writing. A client that sends without reading therefore stops being read once the budget is
+    full, and HTTP/2 flow control pushes back on it: the server's memory per stream stays bounded, at
+    most `max_bytes` of requests admitted plus their responses (one oversized message may still pass
+    alone, so that a big request is slow rather than refused).
+    """
+
+    def __init__(self, max_requests: int, max_bytes: int) -> None:
+        self._max_requests = max_requests
+        self._max_bytes = max_bytes
+        self._requests = 0
+        self._bytes = 0
+        self._changed = asyncio.Condition()
+
+    def _fits(self, size: int) -> bool:
+        if self._requests == 0:
+            return True
+        return self._requests < self._max_requests and self._bytes + size <= self._max_bytes
+
+    async def acquire(self, size: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._fits(size))
+            self._requests += 1
+            self._bytes += size
+
+    def grow(self, size: int) -> None:
+        """A held request's response is `size` bytes more to hold until written."""
+        self._bytes += size
+
+    async def release(self, size: int) -> None:
+        async with self._changed:
+            self._requests -= 1
+            self._bytes -= size
+            self._changed.notify_all()
+
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
+
+
+async def serve_stream(
+    requests: AsyncIterator[bytes],
+    parse: Parse,
+    infer: Infer,
+    budget: StreamBudget | None = None,
+) -> AsyncIterator[bytes]:
+    """Yield one serialized ModelStreamInferResponse per request message (wire bytes), in completion order.
+
+    `budget` bounds what the stream holds (default: MAX_IN_FLIGHT_PER_STREAM requests, MAX_STREAM_BYTES)."""
+    held = budget if budget is not None else StreamBudget(MAX_IN_FLIGHT_PER_STREAM, MAX_STREAM_BYTES)
+    # Items: (bytes held for it, a response), an exception that broke the request stream, or None at the end.
+    done: asyncio.Queue[tuple[int, bytes] | Exception | None] = asyncio.Queue()
     tasks: set[asyncio.Task[None]] = set()
 
     async def serve_one(raw: bytes) -> None:
-        try:
-            done.put_nowait(await _respond(parse, infer, raw))
-        finally:
-            slots.release()
+        response = await _respond(parse, infer, raw)
+        held.grow(len(response))
+        done.put_nowait((len(raw) + len(response), response))
 
     async def read_requests() -> None:
         try:
             async for raw in requests:
-                await slots.acquire()
+                await held.acquire(len(raw))
                 task = asyncio.create_task(serve_one(raw))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             while tasks:
                 await asyncio.gather(*list(tasks))
-        except Exception as error:
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the request stream broke (e.g. the client went away)
             done.put_nowait(error)
         else:
             done.put_nowait(None)
@@ -87,8 +140,13 @@ async def serve_stream(requests: AsyncIterator[bytes], parse: Parse, infer: Infe
         while (item := await done.get()) is not None:
             if isinstance(item, Exception):
                 raise item
-            yield item
+            size, response = item
+            yield response  # returns once gRPC has taken the message for writing
+            await held.release(size)
     finally:
+        # The client cancelled or the stream ended: stop reading and serving, quietly. Cancelled requests
+        # are counted as CANCELLED where they were (the core) and never reach the log as errors.
         reader.cancel()
         for task in list(tasks):
             task.cancel()
+        await asyncio.gather(reader, *tasks, return_exceptions=True)
