@@ -28,7 +28,7 @@ except ImportError:  # same fallback as the real server
 
 SERVICE = "inference.GRPCInferenceService"
 #: Same as the real server's default `max_message_bytes`.
-MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+MAX_MESSAGE_BYTES = 100 * 1024 * 1024
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
 

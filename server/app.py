@@ -3,13 +3,14 @@
 app = App(settings, registry)
 await app.start()          # binds (port 0 allowed), loads models, then reports ready
 ...                        # app.grpc_port / app.http_port are the bound ports
-await app.stop()           # NOT_SERVING -> stop accepting -> finish in-flight -> unload
+await app.stop()           # NOT_SERVING -> refuse new calls -> finish in-flight -> stop gRPC -> unload
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from server.confinement import RepositoryConfinement
 from server.coordination.remote import WorkerLink
 from server.core import InferenceCore
 from server.errors import ServerError
+from server.grpc.draining import QUIET_MAX_S, Drain
 from server.grpc.health import HealthBridge
+from server.grpc.overload import CallLimits
 from server.grpc.server import build_grpc_server
 from server.grpc.servicer import InferenceServicer
 from server.http.side_server import SideHttpServer
@@ -89,6 +92,8 @@ class App:
         self.metrics = ServerMetrics(self.registry)
         ProcessCollector(registry=self.registry)  # process_* (memory, CPU, file descriptors) of this process
         self.health = HealthBridge()
+        # Admits the inference calls; on stop, refuses new ones (UNAVAILABLE) and waits for those in flight.
+        self.drain = Drain()
         # This process's tracer provider (under --workers: each worker's own); None while tracing is off.
         self.tracing = build_tracing(settings.tracing)
         loader = OnnxVersionLoader(
@@ -147,6 +152,8 @@ class App:
             self.is_ready,
             self.metrics.request_unrouted,
             None if self.tracing is None else self.tracing.requests,
+            self.drain,
+            limits=CallLimits(settings.grpc.max_concurrent_rpcs, settings.grpc.max_inflight_bytes),
         )
         self._admin = RoutingAdminServicer(self.repository, self.release, self.coordinator)
         # Reads the token file now: a missing or empty one stops the start (OSError), before any port is bound.
@@ -235,17 +242,33 @@ class App:
         else:
             log.info("admin access", extra={"admin": policy.describe(), "host": host})
 
+    async def withdraw_readiness(self) -> None:
+        """Report not ready everywhere (ServerReady, /v2/health/ready, grpc.health.v1) while still serving:
+        the first step of a shutdown, held for --drain-delay. Idempotent."""
+        self._ready = False
+        await self.health.shutdown()
+
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drain and shut down: nothing accepted is dropped within the grace period. Idempotent."""
+        """Drain and shut down: nothing accepted is dropped within the grace period. Idempotent.
+
+        New inference calls are refused with UNAVAILABLE at once, and open streams end after their in-flight
+        requests; grpc stops only once those calls are done, so that it has none of ours left to cancel."""
         if self._stopped:
             return
         self._stopped = True
         grace = self.settings.grpc.graceful_shutdown_s if grace_s is None else grace_s
-        self._ready = False
-        await self.health.shutdown()
+        deadline = time.monotonic() + grace
+        await self.withdraw_readiness()
+        self.drain.begin()
+        if not await self.drain.wait_idle(grace):
+            log.warning(
+                "in-flight requests did not finish within the grace period; cancelling them",
+                extra={"grace_s": grace, "in_flight": self.drain.in_flight},
+            )
+        await self.drain.wait_quiet(min(QUIET_MAX_S, deadline - time.monotonic()))
         if self._grpc is not None:
-            # Stops accepting new RPCs; in-flight ones get `grace` seconds to finish.
-            await self._grpc.stop(grace)
+            # Closes the listener; what is left (health, metadata calls) gets the rest of the grace period.
+            await self._grpc.stop(max(0.0, deadline - time.monotonic()))
         await self.shadows.stop()
         for task in self._background:
             task.cancel()

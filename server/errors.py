@@ -47,11 +47,16 @@ class UnsupportedError(ServerError):
     """A protocol feature that this server deliberately does not implement."""
 
 
+class ShuttingDownError(ServerError):
+    """The server is draining for shutdown: it finishes what it accepted and takes nothing new (retry elsewhere)."""
+
+
 #: The one table from our errors to canonical status code names (gRPC's, also used for the
 #: `code` metric label). The gRPC edge turns the name into a grpc.StatusCode.
 STATUS_BY_ERROR: dict[type[ServerError], str] = {
     ModelNotFoundError: "NOT_FOUND",
     ModelNotReadyError: "UNAVAILABLE",
+    ShuttingDownError: "UNAVAILABLE",
     InvalidInputError: "INVALID_ARGUMENT",
     InferenceFailedError: "INTERNAL",
     ResourceExhaustedError: "RESOURCE_EXHAUSTED",

@@ -47,7 +47,7 @@ async def serve(
     notify: Callable[[str], None] = _ignore,
     link: WorkerLink | None = None,
 ) -> None:
-    """Start the app, run until SIGTERM or SIGINT, then drain and stop.
+    """Start the app, run until SIGTERM or SIGINT, then (after the drain delay, already not ready) drain and stop.
 
     `notify` hears "ready" once the app serves and "draining" when shutdown begins; so does the
     supervisor, through `link`, when this process is a --workers worker.
@@ -69,8 +69,14 @@ async def serve(
         _freeze_startup_objects()
         notify("ready")
         await stop.wait()
-        log.info("shutdown requested; draining", extra={"grace_s": settings.grpc.graceful_shutdown_s})
+        delay = settings.grpc.drain_delay_s
+        log.info(
+            "shutdown requested; draining", extra={"grace_s": settings.grpc.graceful_shutdown_s, "drain_delay_s": delay}
+        )
         notify("draining")
+        if delay > 0:  # pre-stop: not ready at once, yet serving normally while load balancers catch up
+            await app.withdraw_readiness()
+            await asyncio.sleep(delay)
     finally:
         await app.stop()
         if link is not None:

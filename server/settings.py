@@ -28,8 +28,18 @@ class GrpcSettings(BaseSettings):
     """Interface to bind; 127.0.0.1 keeps the server local."""
     port: int = Field(8001, ge=0, le=65535)
     """gRPC port; 0 picks a free port (the bound port is logged)."""
-    max_message_bytes: int = Field(512 * 1024 * 1024, ge=4 * 1024 * 1024, le=2**31 - 1)
-    """Largest request or response message accepted or sent."""
+    max_message_bytes: int = Field(100 * 1024 * 1024, ge=4 * 1024 * 1024, le=2**31 - 1)
+    """Largest request or response message accepted or sent; grpc refuses a larger one with RESOURCE_EXHAUSTED.
+    100 MiB sits between MLServer (gRPC's own 4 MiB unless set) and Triton (2 GiB, INT32_MAX)."""
+    max_inflight_bytes: int = Field(1024 * 1024 * 1024, ge=4 * 1024 * 1024)
+    """Total raw bytes of the ModelInfer requests the server holds at once (per process); a request that would pass
+    it is refused with RESOURCE_EXHAUSTED before it is decoded. At least max_message_bytes."""
+    max_concurrent_rpcs: int = Field(4096, ge=1)
+    """Inference calls handled at once (ModelInfer calls plus open ModelStreamInfer streams, per process); more
+    are refused with RESOURCE_EXHAUSTED."""
+    max_pending_rpcs: int = Field(65536, ge=1)
+    """Calls grpc-core may queue before the event loop picks them up. Past it, grpc-core itself cancels new calls
+    (CANCELLED): keep it well above max_concurrent_rpcs so that overload is answered RESOURCE_EXHAUSTED instead."""
     tls_certificate: Path | None = None
     """PEM certificate chain; with tls_private_key, serves TLS instead of plaintext."""
     tls_private_key: Path | None = None
@@ -38,8 +48,17 @@ class GrpcSettings(BaseSettings):
     """PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."""
     graceful_shutdown_s: float = Field(10.0, ge=0)
     """On SIGTERM, how long in-flight requests may take to finish before they are cancelled."""
+    drain_delay_s: float = Field(0.0, ge=0)
+    """On SIGTERM, how long to keep serving normally while already reporting not ready, before draining starts
+    (a pre-stop delay: time for load balancers and Kubernetes endpoints to stop sending new requests)."""
     reuse_port: bool = False
     """Bind with SO_REUSEPORT so several processes share the port (set for each --workers process)."""
+
+    @model_validator(mode="after")
+    def _inflight_fits_a_message(self) -> GrpcSettings:
+        if self.max_inflight_bytes < self.max_message_bytes:
+            raise ValueError("max_inflight_bytes must be at least max_message_bytes, or the largest request never fits")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> GrpcSettings:

@@ -45,6 +45,13 @@ def build_grpc_server(
             ("grpc.max_send_message_length", limit),
             # Fewer, larger HTTP/2 frames and no per-connection stream cap for load-test fan-in.
             ("grpc.max_concurrent_streams", 10_000),
+            # grpc.aio takes new calls from grpc-core one at a time; the rest wait in core's pending queue, which
+            # by default (1,000 soft, 3,000 hard) drops calls at random with CANCELLED under a burst. Soft = hard
+            # turns that off up to one deliberate bound; our own limit (CallLimits, max_concurrent_rpcs) then
+            # answers the overload RESOURCE_EXHAUSTED. grpc.aio's `maximum_concurrent_rpcs` is not used: it only
+            # stops taking calls from core, so they pile up in that same queue and are cancelled.
+            ("grpc.server.max_pending_requests", settings.max_pending_rpcs),
+            ("grpc.server.max_pending_requests_hard_limit", settings.max_pending_rpcs),
             # Off unless several worker processes share the port on purpose (--workers).
             ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ]

@@ -13,9 +13,18 @@ from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from server import __version__
 from server.core import InferenceCore
-from server.errors import MalformedRequestError, ServerError, UnsupportedError, status_name
+from server.errors import (
+    MalformedRequestError,
+    ResourceExhaustedError,
+    ServerError,
+    ShuttingDownError,
+    UnsupportedError,
+    status_name,
+)
 from server.grpc import messages
+from server.grpc.draining import Drain
 from server.grpc.errors import grpc_errors, status_for
+from server.grpc.overload import CallLimits
 from server.grpc.response_wire import ResponseWriter
 from server.grpc.streaming import serve_stream
 from server.grpc.tensors import decode_request, parse_infer_request
@@ -52,10 +61,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         is_ready: Callable[[], bool],
         undecodable: Callable[[str], None],
         tracer: RequestTracer | None = None,
+        drain: Drain | None = None,
+        limits: CallLimits | None = None,
     ) -> None:
         """`undecodable` hears the status code of every inference request that does not decode;
-        `tracer` starts the spans of sampled inference requests (None: tracing off)."""
+        `tracer` starts the spans of sampled inference requests (None: tracing off); `drain` admits the
+        inference calls and refuses them once the server shuts down; `limits` bounds the inference calls and
+        request bytes in progress (None: unbounded)."""
         self._core = core
+        self._drain = drain if drain is not None else Drain()
+        self._limits = limits if limits is not None else CallLimits(2**62, 2**62)
         self._tracer = tracer
         self._repository = repository
         self._coordinator = coordinator
@@ -160,9 +175,19 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: bytes, context: Context) -> bytes:
         """Takes the serialized ModelInferRequest and answers with the serialized ModelInferResponse
         (registered without a deserializer or serializer)."""
-        remaining = context.time_remaining()
-        message = self._parse(request, context, "ModelInfer")
-        return await self._infer(message, context, None if remaining is None else time.monotonic() + remaining)
+        size = len(request)
+        # RESOURCE_EXHAUSTED past max_concurrent_rpcs or max_inflight_bytes, before decoding: a few int operations.
+        self._limits.admit(size)
+        try:
+            self._drain.admit()
+            try:
+                remaining = context.time_remaining()
+                message = self._parse(request, context, "ModelInfer")
+                return await self._infer(message, context, None if remaining is None else time.monotonic() + remaining)
+            finally:
+                self._drain.release()
+        finally:
+            self._limits.release(size)
 
     async def ModelStreamInfer(self, request_iterator: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
         def parse(raw: bytes) -> pb.ModelInferRequest:
@@ -171,8 +196,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def infer(message: pb.ModelInferRequest) -> bytes:
             return await self._infer(message, context, method="ModelStreamInfer")
 
-        async for response in serve_stream(request_iterator, parse, infer):
-            yield response
+        try:
+            self._limits.admit(0)  # an open stream counts as one call; its requests are bounded per stream
+        except ResourceExhaustedError as error:
+            await context.abort(*status_for(error))
+        try:
+            self._drain.admit()
+        except ShuttingDownError as error:
+            self._limits.release(0)
+            await context.abort(*status_for(error))
+        try:
+            async for response in serve_stream(request_iterator, parse, infer, stop=self._drain.begun()):
+                yield response
+        except ShuttingDownError as error:  # drained: its in-flight requests have been answered
+            await context.abort(*status_for(error))
+        finally:
+            self._drain.release()
+            self._limits.release(0)
 
     # -------------------------------------------------------- repository
 

@@ -5,6 +5,11 @@ the others (clients match them by `id`). A failed request becomes an
 `error_message` on the stream; the stream itself stays open. That includes a
 message that is not a valid ModelInferRequest: it arrives as bytes and is parsed
 here, per request, so one bad message fails only itself.
+
+When the server drains for shutdown (`stop` is set), a stream takes no new
+requests (any still read get an UNAVAILABLE error_message), answers those in
+flight, then ends with ShuttingDownError (status UNAVAILABLE), so an idle open
+stream does not hold shutdown for the grace period.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from oip.v1 import grpc_service_pb2 as pb
-from server.errors import ServerError
+from server.errors import ServerError, ShuttingDownError
+from server.grpc.draining import SHUTTING_DOWN
 from server.grpc.errors import status_for
 from server.grpc.response_wire import length_delimited
 
@@ -105,17 +111,24 @@ async def serve_stream(
     parse: Parse,
     infer: Infer,
     budget: StreamBudget | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield one serialized ModelStreamInferResponse per request message (wire bytes), in completion order.
 
-    `budget` bounds what the stream holds (default: MAX_IN_FLIGHT_PER_STREAM requests, MAX_STREAM_BYTES)."""
+    `budget` bounds what the stream holds (default: MAX_IN_FLIGHT_PER_STREAM requests, MAX_STREAM_BYTES).
+    Once `stop` is set, requests still read are refused, and after the last in-flight response the stream
+    raises ShuttingDownError."""
     held = budget if budget is not None else StreamBudget(MAX_IN_FLIGHT_PER_STREAM, MAX_STREAM_BYTES)
     # Items: (bytes held for it, a response), an exception that broke the request stream, or None at the end.
     done: asyncio.Queue[tuple[int, bytes] | Exception | None] = asyncio.Queue()
     tasks: set[asyncio.Task[None]] = set()
 
+    async def refuse(message: pb.ModelInferRequest) -> bytes:
+        raise ShuttingDownError(SHUTTING_DOWN)
+
     async def serve_one(raw: bytes) -> None:
-        response = await _respond(parse, infer, raw)
+        draining = stop is not None and stop.is_set()
+        response = await _respond(parse, refuse if draining else infer, raw)
         held.grow(len(response))
         done.put_nowait((len(raw) + len(response), response))
 
@@ -135,7 +148,16 @@ async def serve_stream(
         else:
             done.put_nowait(None)
 
+    async def end_when_drained() -> None:
+        assert stop is not None
+        await stop.wait()
+        while tasks:  # their responses are queued before the end mark
+            await asyncio.gather(*list(tasks), return_exceptions=True)
+        if not reader.done():  # else the client ended the stream itself, and it ends normally
+            done.put_nowait(ShuttingDownError(SHUTTING_DOWN))
+
     reader = asyncio.create_task(read_requests())
+    watcher = None if stop is None else asyncio.create_task(end_when_drained())
     try:
         while (item := await done.get()) is not None:
             if isinstance(item, Exception):
@@ -147,6 +169,7 @@ async def serve_stream(
         # The client cancelled or the stream ended: stop reading and serving, quietly. Cancelled requests
         # are counted as CANCELLED where they were (the core) and never reach the log as errors.
         reader.cancel()
-        for task in list(tasks):
+        others = list(tasks) if watcher is None else [watcher, *tasks]
+        for task in others:
             task.cancel()
-        await asyncio.gather(reader, *tasks, return_exceptions=True)
+        await asyncio.gather(reader, *others, return_exceptions=True)

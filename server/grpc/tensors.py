@@ -63,8 +63,24 @@ def _decoded_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | 
         raise InvalidInputError(f"input '{shown(tensor.name)}': {exc}") from None
 
 
+#: Longest request `id` accepted, in UTF-8 bytes. The id is echoed exactly in the response (and logged), so an
+#: unbounded one would cost its size again on the way out; ids are correlation keys, not payload.
+MAX_ID_BYTES = 1024
+
+
+def _check_id(request_id: str) -> None:
+    # A UTF-8 character is at most 4 bytes: ids up to 256 characters (nearly all) skip the encode.
+    if len(request_id) > MAX_ID_BYTES // 4 and len(request_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise InvalidInputError(
+            f"request id is {len(request_id.encode('utf-8', 'surrogatepass'))} bytes; ids longer than "
+            f"{MAX_ID_BYTES} bytes are refused (the id is echoed in the response)"
+        )
+
+
 def decode_request(message: pb.ModelInferRequest) -> InferRequest:
     """A ModelInferRequest as an InferRequest; raw contents become zero-copy numpy views."""
+    request_id = message.id
+    _check_id(request_id)
     tensors = message.inputs
     raw = message.raw_input_contents
     if raw:
@@ -93,6 +109,6 @@ def decode_request(message: pb.ModelInferRequest) -> InferRequest:
         model_version=message.model_version,
         inputs=inputs,
         requested_outputs=tuple([output.name for output in outputs]) if outputs else (),
-        request_id=message.id,
+        request_id=request_id,
         parameters=_parameters(message.parameters) if message.parameters else {},
     )

@@ -29,6 +29,16 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+def _deliver(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, error: BaseException | None
+) -> None:
+    # A plain try, not contextlib.suppress: this runs once per batch, and suppress builds a context manager.
+    try:  # noqa: SIM105
+        loop.call_soon_threadsafe(_settle, future, result, error)
+    except RuntimeError:  # the loop closed while the job ran: nobody awaits it, and the thread must live on
+        pass
+
+
 class InferencePool:
     """`threads` worker threads shared by every model; started with the first job."""
 
@@ -64,9 +74,9 @@ class InferencePool:
             try:
                 result = function(*args)
             except BaseException as error:  # delivered to the awaiting coroutine, like run_in_executor
-                loop.call_soon_threadsafe(_settle, future, None, error)
+                _deliver(loop, future, None, error)
             else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                _deliver(loop, future, result, None)
 
     def shutdown(self) -> None:
         """Let queued jobs finish, then stop the threads (blocking; call once nothing submits any more)."""

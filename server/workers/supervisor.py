@@ -193,7 +193,11 @@ class Supervisor:
 
     def _request_stop(self) -> None:
         if not self._stopping:
-            log.info("shutdown requested; draining", extra={"grace_s": self._settings.grpc.graceful_shutdown_s})
+            grpc = self._settings.grpc
+            log.info(
+                "shutdown requested; draining",
+                extra={"grace_s": grpc.graceful_shutdown_s, "drain_delay_s": grpc.drain_delay_s},
+            )
         self._begin_stop()
 
     def _fail(self, reason: str) -> None:
@@ -207,11 +211,13 @@ class Supervisor:
             self._stop.set()
 
     async def _stop_workers(self) -> None:
-        """SIGTERM every worker (each drains like a standalone server); SIGKILL those that overrun."""
+        """SIGTERM every worker (each waits the drain delay and drains like a standalone server); SIGKILL those
+        that overrun."""
         self._stopping = True
         for worker in list(self._workers.values()):
             worker.terminate()
-        if await self._wait_exited(self._settings.grpc.graceful_shutdown_s + _EXIT_MARGIN_S):
+        grpc = self._settings.grpc
+        if await self._wait_exited(grpc.drain_delay_s + grpc.graceful_shutdown_s + _EXIT_MARGIN_S):
             return
         for worker in list(self._workers.values()):
             log.warning("worker did not stop in time; killing it", extra={"worker": worker.slot, "pid": worker.pid})

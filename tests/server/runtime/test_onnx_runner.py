@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,8 @@ class RecordingSession:
 
 
 @pytest.fixture
-def pool() -> Iterator[InferencePool]:
+async def pool() -> AsyncIterator[InferencePool]:
+    """Shut down inside the test's loop: a thread may still be delivering a result when the test ends."""
     RecordingSession.release.clear()
     pool = InferencePool(4)
     yield pool

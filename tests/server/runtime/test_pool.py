@@ -71,6 +71,24 @@ async def test_shutdown_finishes_queued_jobs_and_refuses_new_ones() -> None:
         pool.submit(lambda: None)
 
 
+def test_a_job_that_outlives_its_event_loop_does_not_kill_the_thread() -> None:
+    pool = InferencePool(1)
+    release = threading.Event()
+
+    async def start_and_leave() -> None:
+        pool.submit(release.wait, 5)  # never awaited: the loop closes while it runs
+
+    async def next_job() -> str:
+        return await asyncio.wait_for(pool.submit(lambda: "next"), 5)
+
+    try:
+        asyncio.run(start_and_leave())
+        release.set()
+        assert asyncio.run(next_job()) == "next"
+    finally:
+        pool.shutdown()
+
+
 def test_a_pool_needs_a_thread() -> None:
     with pytest.raises(ValueError, match="at least one thread"):
         InferencePool(0)
