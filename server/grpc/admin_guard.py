@@ -15,6 +15,7 @@ import grpc
 
 from oip.v1 import routing_admin_pb2
 from server.security.admin_policy import AdminPolicy, Refusal, RefusalKind
+from server.telemetry.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +44,11 @@ class RefusalLog:
     """Rate-limited WARNING lines for refused admin calls: method, reason and peer address, never credentials."""
 
     def __init__(self, interval_s: float = REFUSAL_LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval_s = interval_s
-        self._clock = clock
-        self._next_at = float("-inf")
-        self._suppressed = 0
+        self._line = RateLimitedLog(log, logging.WARNING, interval_s, clock)
 
     def record(self, method: str, refusal: Refusal, peer: str) -> None:
-        now = self._clock()
-        if now < self._next_at:
-            self._suppressed += 1
-            return
-        self._next_at = now + self._interval_s
-        suppressed, self._suppressed = self._suppressed, 0
         # Fields, not the message: both log formats escape field values (the peer string is the transport's).
-        log.warning(
-            "admin call refused",
-            extra={"event": "admin_refused", "method": method, "reason": refusal.reason, "peer": peer,
-                   "suppressed": suppressed},
-        )  # fmt: skip
+        self._line.log("admin call refused", event="admin_refused", method=method, reason=refusal.reason, peer=peer)
 
 
 def _authorization(context: Context) -> str | None:
