@@ -77,6 +77,10 @@ class InferencePool:
                 _deliver(loop, future, None, error)
             else:
                 _deliver(loop, future, result, None)
+            # An idle thread would otherwise keep its last job's inputs and outputs alive until its next job:
+            # with large requests, several idle threads held hundreds of MB that never came back.
+            del job, loop, future, function, args
+            result = None
 
     def shutdown(self) -> None:
         """Let queued jobs finish, then stop the threads (blocking; call once nothing submits any more)."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 
+import numpy as np
 import pytest
 
 from server.runtime.pool import InferencePool
@@ -92,3 +95,19 @@ def test_a_job_that_outlives_its_event_loop_does_not_kill_the_thread() -> None:
 def test_a_pool_needs_a_thread() -> None:
     with pytest.raises(ValueError, match="at least one thread"):
         InferencePool(0)
+
+
+async def test_an_idle_thread_keeps_nothing_of_its_last_job() -> None:
+    # A worker thread used to hold its last job's arguments and result until its next job: with large
+    # requests, every idle inference thread kept its last batch's inputs and outputs (hundreds of MB) alive.
+    pool = InferencePool(2)
+    try:
+        inputs = np.ones(1024, np.float32)
+        output = await pool.submit(lambda array: array * 2, inputs)
+        watched = [weakref.ref(inputs), weakref.ref(output)]
+        del inputs, output
+        await asyncio.sleep(0.05)  # the thread has moved past the job
+        gc.collect()
+        assert [ref() is None for ref in watched] == [True, True]
+    finally:
+        pool.shutdown()
