@@ -119,16 +119,20 @@ def run(
             for name, (repository, split) in LOADS.items():
                 rate = measure_once(repositories[repository], model, split, concurrency, seconds, folder, warmup_s)
                 rates[name].append(rate)
+    report = summarise(rates, model=model, seconds=seconds, concurrency=concurrency, rounds=rounds)
+    medians = report["median_req_per_s"]
+    report["ratio_to_off"] = {name: round(v / medians["off"], 3) for name, v in medians.items()}
+    report["on_over_pinned"] = round(medians["on"] / medians["pinned"], 3)
+    return report
+
+
+def summarise(rates: dict[str, list[float]], **run: Any) -> dict[str, Any]:
+    """The report of interleaved rounds: `run`'s fields, every rate and each configuration's median."""
     medians = {name: statistics.median(values) for name, values in rates.items()}
     return {
-        "model": model,
-        "seconds": seconds,
-        "concurrency": concurrency,
-        "rounds": rounds,
+        **run,
         "req_per_s": {name: [round(v, 1) for v in values] for name, values in rates.items()},
         "median_req_per_s": {name: round(v, 1) for name, v in medians.items()},
-        "ratio_to_off": {name: round(v / medians["off"], 3) for name, v in medians.items()},
-        "on_over_pinned": round(medians["on"] / medians["pinned"], 3),
     }
 
 

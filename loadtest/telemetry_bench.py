@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from typing import Any
 
 from loadtest.engines.h2load_engine import require_h2load
 from loadtest.errors import LoadTestError
-from loadtest.routing_bench import WARMUP_S, measure_once
+from loadtest.routing_bench import WARMUP_S, measure_once, summarise
 
 CONFIGS = {
     "off": "max_batch_size = 64\n\n[telemetry]\nenabled = false\n",
@@ -59,16 +58,10 @@ def run(model: str, source: Path, rounds: int, seconds: float, concurrency: int)
         for _ in range(rounds):
             for name, repository in repositories.items():
                 rates[name].append(measure_once(repository, model, [("", 1.0)], concurrency, seconds, folder, WARMUP_S))
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    return {
-        "model": model,
-        "seconds": seconds,
-        "concurrency": concurrency,
-        "rounds": rounds,
-        "req_per_s": {name: [round(v, 1) for v in values] for name, values in rates.items()},
-        "median_req_per_s": {name: round(v, 1) for name, v in medians.items()},
-        "ratio_on_to_off": round(medians["on"] / medians["off"], 3),
-    }
+    report = summarise(rates, model=model, seconds=seconds, concurrency=concurrency, rounds=rounds)
+    medians = report["median_req_per_s"]
+    report["ratio_on_to_off"] = round(medians["on"] / medians["off"], 3)
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
