@@ -138,14 +138,13 @@ class DriftMonitor:
         references: dict[tuple[str, int], VersionReference] = {}
         for (model, version, series), counts in live.items():
             key = (model, version)
+            seen.add(key)
+            if now < self._due.get(key, -math.inf):
+                continue  # not due: neither its windows nor its reference are touched
             reference = references.get(key)
             if reference is None:
                 reference = self._references(model, version) or VersionReference(DriftConfig(), None)
                 references[key] = reference
-            if now < self._due.get(key, -math.inf):
-                seen.add(key)
-                continue
-            seen.add(key)
             window = self._windows.get((model, version, series))
             config = reference.config
             if window is None or window.window_s != config.window_s or window.window_samples != config.window_samples:
@@ -154,9 +153,8 @@ class DriftMonitor:
                 window.add(now, {})
             window.add(now, counts)
             self._score(model, version, series, window, reference)
-        for key in seen:
-            if now >= self._due.get(key, -math.inf):
-                self._due[key] = now + references[key].config.interval_s
+        for key, reference in references.items():  # the versions sampled now
+            self._due[key] = now + reference.config.interval_s
         self._forget_gone(seen)
 
     def _score(

@@ -84,7 +84,10 @@ class OnnxVersionLoader:
         label = f"{model_name}:{version}"
         reference = None
         if config.telemetry.enabled:
-            reference = await loop.run_in_executor(self._load_executor, read_reference, path, label, self._confinement)
+            version_dir = path.parent
+            reference = await loop.run_in_executor(
+                self._load_executor, read_reference, version_dir, label, self._confinement
+            )
         runner = OnnxRunner(model, self._inference_pool, label=label)
         statistics = VersionStatistics()
         watches = watch_plan(model.signature, config, dict(model.identity.metadata), reference)

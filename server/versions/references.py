@@ -19,11 +19,11 @@ from server.predictions.profile import PROFILE_FILE, ProfileError, ReferenceProf
 log = logging.getLogger(__name__)
 
 
-def read_reference(model_path: Path, label: str, confinement: RepositoryConfinement) -> ReferenceProfile | None:
-    """The version's reference profile beside its model file, if any. A bad profile does not stop the version
-    from serving: it serves without drift scores, and the reason is logged. A profile that resolves outside
+def read_reference(version_dir: Path, label: str, confinement: RepositoryConfinement) -> ReferenceProfile | None:
+    """The reference profile in a version's directory, if any. A bad profile does not stop the version from
+    serving: it serves without drift scores, and the reason is logged. A profile that resolves outside
     the repository is as bad (the path rule of model files, server.confinement). Blocking (file IO)."""
-    path = model_path.parent / PROFILE_FILE
+    path = version_dir / PROFILE_FILE
     if not path.is_file():
         return None
     try:
@@ -64,7 +64,7 @@ class RepositoryReferences:
         except ModelLoadError:
             drift = DriftConfig()  # the workers do not serve an invalid config; nothing will be scored
         label = f"{model}:{version}"
-        profile = read_reference(profile_path.parent / "model", label, self._confinement) if stamp[1] >= 0 else None
+        profile = read_reference(profile_path.parent, label, self._confinement) if stamp[1] >= 0 else None
         reference = VersionReference(drift, profile)
         self._cache[(model, version)] = (stamp, reference)
         return reference

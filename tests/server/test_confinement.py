@@ -85,13 +85,13 @@ def test_a_reference_profile_outside_the_repository_is_not_read(
     (repository / "m" / "1" / PROFILE_FILE).symlink_to(outside / PROFILE_FILE)
     model_file = repository / "m" / "1" / "model.onnx"
     with caplog.at_level(logging.WARNING, logger="server.versions.references"):
-        assert read_reference(model_file, "m:1", RepositoryConfinement(repository)) is None
+        assert read_reference(model_file.parent, "m:1", RepositoryConfinement(repository)) is None
     refused = [str(r.__dict__.get("error", "")) for r in caplog.records]
     assert any("outside the model repository" in error for error in refused)
     caplog.clear()
     # Allowed, the same file is read (and, being no profile, rejected for what it contains).
     with caplog.at_level(logging.WARNING, logger="server.versions.references"):
-        assert read_reference(model_file, "m:1", RepositoryConfinement(repository, allow_external=True)) is None
+        assert read_reference(model_file.parent, "m:1", RepositoryConfinement(repository, allow_external=True)) is None
     read = [str(r.__dict__.get("error", "")) for r in caplog.records]
     assert read and not any("outside the model repository" in error for error in read)
 
