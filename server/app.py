@@ -32,6 +32,7 @@ from server.predictions.monitor import DriftMonitor, VersionReference
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
 from server.runtime.pool import InferencePool
+from server.runtime.priority import lower_this_thread
 from server.security.admin_policy import AdminPolicy
 from server.settings import ServerSettings
 from server.telemetry.access import AccessLog
@@ -85,8 +86,13 @@ class App:
         self.http_port = 0
         self._ready = False
         self._stopped = False
-        self._infer_pool = InferencePool(settings.runtime.inference_threads)
-        self._load_pool = ThreadPoolExecutor(settings.runtime.load_threads, thread_name_prefix="load")
+        # Compute runs a few nice steps below the event loop, which every model's calls go through
+        # (server.runtime.priority); ONNX Runtime's threads inherit it from the load threads.
+        nice = settings.runtime.compute_nice
+        self._infer_pool = InferencePool(settings.runtime.inference_threads, nice=nice)
+        self._load_pool = ThreadPoolExecutor(
+            settings.runtime.load_threads, thread_name_prefix="load", initializer=lower_this_thread, initargs=(nice,)
+        )
         # First in the registry, so that every scrape reads the samples buffered until that moment.
         self.registry.register(BeforeCollect(self.flush_metrics))
         self.metrics = ServerMetrics(self.registry)

@@ -130,7 +130,8 @@ class RuntimeSettings(BaseSettings):
     model_config = _section("SERVER_RUNTIME_")
 
     inference_threads: int = Field(default_factory=lambda: min(32, (os.cpu_count() or 1) + 4), ge=1)
-    """Worker threads that run session.run (ONNX Runtime releases the GIL)."""
+    """Worker threads that run session.run (ONNX Runtime releases the GIL), at least: the pool grows to one
+    thread per loaded instance, so no model's execution waits for a thread behind another model's."""
     load_threads: int = Field(2, ge=1)
     """Threads that load models, so loading never blocks inference."""
     providers: tuple[str, ...] = ()
@@ -139,6 +140,11 @@ class RuntimeSettings(BaseSettings):
     """Threads inside one operator; 0 lets ONNX Runtime decide."""
     inter_op_threads: int = Field(0, ge=0)
     """Threads across independent operators; 0 lets ONNX Runtime decide."""
+    compute_nice: int = Field(5, ge=0, le=19)
+    """Nice steps the inference and load threads (and ONNX Runtime's own threads) run below the event loop.
+
+    Keeps the loop, which serves every model, from being starved when compute threads outnumber the
+    cores; 0 leaves all threads at one priority. Linux only (server.runtime.priority)."""
     gil_switch_interval_us: int = Field(200, ge=10, le=100_000)
     """How long an inference thread waits for the busy event loop to hand over the GIL (sys.setswitchinterval).
 

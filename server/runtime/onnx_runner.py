@@ -104,13 +104,16 @@ class OnnxRunner:
 
     An instance is one session running one batch at a time: an execution takes an idle session and
     gives it back when the runtime returns (picking round-robin let two batches share a session while
-    another idled).
+    another idled). Each session keeps a thread of the pool reserved while the runner lives, so this
+    model's executions never wait for a thread behind another model's (server.runtime.pool).
     """
 
     def __init__(self, model: LoadedOnnxModel, pool: InferencePool, label: str) -> None:
         self._sessions = SessionPool(model.sessions, label)
         self._pool = pool
         self._label = label
+        self._reserved = len(model.sessions)
+        pool.reserve(self._reserved)
 
     async def run(self, inputs: Mapping[str, npt.NDArray[Any]], output_names: Sequence[str]) -> RunResult:
         session = self._sessions.take()
@@ -153,3 +156,5 @@ class OnnxRunner:
     def close(self) -> None:
         # Sessions free their memory when the last reference goes; drop ours.
         self._sessions.close()
+        self._pool.release(self._reserved)
+        self._reserved = 0  # closing twice releases once

@@ -126,3 +126,18 @@ async def test_a_closed_runner_fails_waiting_executions(pool: InferencePool) -> 
         await waiting
     RecordingSession.release.set()
     await held
+
+
+async def test_a_runner_keeps_a_pool_thread_per_session_until_closed(pool: InferencePool) -> None:
+    # Pool of 4: two runners of 3 sessions each can run 6 executions at once, none waiting for a thread.
+    first = (RecordingSession("a"), RecordingSession("b"), RecordingSession("c"))
+    second = (RecordingSession("d"), RecordingSession("e"), RecordingSession("f"))
+    runners = [runner_over(first, pool), runner_over(second, pool)]
+    assert pool.size == 6
+    calls = [asyncio.ensure_future(runner.run(x(HOLD), ["y"])) for runner in runners for _ in range(3)]
+    await until_busy(first + second, 6)
+    RecordingSession.release.set()
+    await asyncio.gather(*calls)
+    runners[0].close()
+    runners[0].close()  # a second close gives nothing back twice
+    assert pool.size == 4

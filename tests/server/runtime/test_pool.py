@@ -7,6 +7,7 @@ import gc
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -109,5 +110,68 @@ async def test_an_idle_thread_keeps_nothing_of_its_last_job() -> None:
         await asyncio.sleep(0.05)  # the thread has moved past the job
         gc.collect()
         assert [ref() is None for ref in watched] == [True, True]
+    finally:
+        pool.shutdown()
+
+
+async def peak_concurrency(pool: InferencePool, jobs: int) -> int:
+    """How many of `jobs` blocking jobs the pool ran at once."""
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def job() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    await asyncio.gather(*(pool.submit(job) for _ in range(jobs)))
+    return peak
+
+
+def until(condition: Callable[[], bool], timeout_s: float = 5) -> bool:
+    """Poll `condition` (blocking: the threads it watches need no event loop)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def live_workers(name: str) -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name.startswith(f"{name}_"))
+
+
+async def test_reserved_instances_each_get_a_thread_beyond_the_minimum() -> None:
+    # A model with more instances than the minimum must not queue for threads behind another model's jobs.
+    pool = InferencePool(2, name="reserving")
+    try:
+        pool.reserve(3)
+        pool.reserve(2)
+        assert pool.size == 5
+        assert await peak_concurrency(pool, 10) == 5
+        pool.release(2)
+        assert pool.size == 3
+        assert await peak_concurrency(pool, 10) == 3
+        pool.release(3)
+        assert pool.size == 2  # never below the minimum
+        assert await peak_concurrency(pool, 6) == 2
+        assert until(lambda: live_workers("reserving") == 2)  # the surplus threads left
+    finally:
+        pool.shutdown()
+    assert live_workers("reserving") == 0
+
+
+async def test_reservations_before_the_first_job_size_the_pool_when_it_starts() -> None:
+    pool = InferencePool(1, name="prereserved")
+    try:
+        pool.reserve(4)
+        assert live_workers("prereserved") == 0  # threads start with the first job
+        assert await peak_concurrency(pool, 8) == 4
     finally:
         pool.shutdown()
