@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 import grpc
@@ -13,6 +14,7 @@ from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from tests.integration.helpers import infer_request
 from tests.support import onnx_models
+from tests.support.flood import Flood
 from tests.support.process import ServerProcess
 
 MIB = 1024 * 1024
@@ -80,3 +82,29 @@ def test_a_client_cancelling_a_busy_stream_leaves_no_error_in_the_log(tmp_path: 
         server.stop()
         errors = [line for line in server.logs if line.get("level") in ("ERROR", "CRITICAL")]
         assert errors == []
+
+
+def test_a_client_process_killed_mid_calls_leaves_no_error_in_the_log(tmp_path: Path) -> None:
+    # The client dies with streams and unary calls in flight: its connection just closes, nothing is cancelled
+    # politely. The server must drop that work quietly and keep serving.
+    request_file = tmp_path / "request.bin"
+    request_file.write_bytes(
+        infer_request("wide", {"INPUT0": np.ones((1, 256 * 1024), np.float32)}, id="x" * 64).SerializeToString()
+    )
+    with ServerProcess(repository(tmp_path / "repo")) as server:
+        for streamed in (True, False, True):
+            flood = Flood(server.address, 12, request_file, streamed=streamed)
+            deadline = time.monotonic() + 30
+            while flood.counts().get("OK", 0) < 20:  # calls are being answered, so many are in flight
+                assert time.monotonic() < deadline
+            flood.stop()
+        with grpc.insecure_channel(server.address) as channel:
+            response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+                infer_request("wide", {"INPUT0": np.ones((1, 4), np.float32)})
+            )
+        assert response.model_name == "wide"  # still serving
+        server.stop()
+    noisy = [
+        line for line in server.logs if line.get("level") in ("WARNING", "ERROR", "CRITICAL") or "level" not in line
+    ]
+    assert noisy == []
