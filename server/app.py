@@ -31,6 +31,7 @@ from server.http.side_server import SideHttpServer
 from server.predictions.monitor import DriftMonitor, VersionReference
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
+from server.runtime.heap import GlibcHeap, HeapTrimmer
 from server.runtime.pool import InferencePool
 from server.runtime.priority import lower_this_thread
 from server.security.admin_policy import AdminPolicy
@@ -93,6 +94,9 @@ class App:
         self._load_pool = ThreadPoolExecutor(
             settings.runtime.load_threads, thread_name_prefix="load", initializer=lower_this_thread, initargs=(nice,)
         )
+        # Gives memory freed after large requests back to the operating system (server.runtime.heap).
+        trim_above = settings.runtime.heap_trim_mib << 20
+        self._heap_trimmer = HeapTrimmer(GlibcHeap(), trim_above) if trim_above > 0 else None
         # First in the registry, so that every scrape reads the samples buffered until that moment.
         self.registry.register(BeforeCollect(self.flush_metrics))
         self.metrics = ServerMetrics(self.registry)
@@ -221,6 +225,8 @@ class App:
         )
         self._log_admin_access()
         await self.repository.load_all()
+        if self._heap_trimmer is not None:
+            self._heap_trimmer.start()
         self._background.append(asyncio.create_task(self._flush_periodically(), name="metrics flush"))
         if self.judge is not None:  # under --workers the supervisor judges, on every worker's traffic
             self._background.append(asyncio.create_task(self.judge.run(), name="canary judge"))
@@ -284,6 +290,8 @@ class App:
             await self._http.stop()
         self._infer_pool.shutdown()
         self._load_pool.shutdown(wait=True, cancel_futures=True)
+        if self._heap_trimmer is not None:
+            await asyncio.to_thread(self._heap_trimmer.stop)
         if self.tracing is not None:  # last: every request and batch span has ended by now
             await asyncio.to_thread(self.tracing.shutdown)
         log.info("%s stopped", self.role)

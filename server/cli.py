@@ -40,6 +40,7 @@ _FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--intra-op-threads", "runtime", "intra_op_threads", int, "ONNX Runtime intra-op threads, 0 = auto"),
     ("--inter-op-threads", "runtime", "inter_op_threads", int, "ONNX Runtime inter-op threads, 0 = auto"),
     ("--compute-nice", "runtime", "compute_nice", int, "nice steps compute threads run below the event loop"),
+    ("--heap-trim-mib", "runtime", "heap_trim_mib", int, "trim the heap past this much freed memory, 0 = never"),
     ("--gil-switch-interval-us", "runtime", "gil_switch_interval_us", int, "GIL hand-over interval, microseconds"),
     ("--log-level", "log", "level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("--log-format", "log", "format", str, "json or text"),

@@ -48,6 +48,8 @@ class RuntimeConfig(_Section):
     intra_op_threads: int | None = Field(None, ge=0)
     inter_op_threads: int | None = Field(None, ge=0)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    memory_arena: bool | None = None
+    """ONNX Runtime's CPU memory arena: faster allocation, but it keeps its peak size for good."""
 
 
 class InstancesConfig(_Section):

@@ -140,11 +140,17 @@ class RuntimeSettings(BaseSettings):
     """Threads inside one operator; 0 lets ONNX Runtime decide."""
     inter_op_threads: int = Field(0, ge=0)
     """Threads across independent operators; 0 lets ONNX Runtime decide."""
+    memory_arena: bool = False
+    """ONNX Runtime's CPU memory arena for every model (config.toml [runtime] memory_arena overrides): it
+    keeps the memory of the largest batch a session ever ran, so it is off by default."""
     compute_nice: int = Field(5, ge=0, le=19)
     """Nice steps the inference and load threads (and ONNX Runtime's own threads) run below the event loop.
 
     Keeps the loop, which serves every model, from being starved when compute threads outnumber the
     cores; 0 leaves all threads at one priority. Linux only (server.runtime.priority)."""
+    heap_trim_mib: int = Field(32, ge=0)
+    """Give freed heap memory back to the operating system once malloc holds more than this many MiB of it
+    (checked every 2 s; glibc only; 0 = never). Without it RSS stayed hundreds of MB up after large requests."""
     gil_switch_interval_us: int = Field(200, ge=10, le=100_000)
     """How long an inference thread waits for the busy event loop to hand over the GIL (sys.setswitchinterval).
 

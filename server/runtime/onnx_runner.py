@@ -51,6 +51,11 @@ def _session_options(config: ModelConfig, defaults: RuntimeSettings) -> Any:
     options.intra_op_num_threads = defaults.intra_op_threads if intra is None else intra
     options.inter_op_num_threads = defaults.inter_op_threads if inter is None else inter
     options.graph_optimization_level = _OPTIMIZATION[config.runtime.graph_optimization]
+    # ONNX Runtime's CPU arena keeps the largest batch's tensors for good: one 90 MiB request left a session
+    # holding 90 MiB more for the rest of its life. Off, freed tensors go back to malloc and, via the heap
+    # trimmer, to the operating system; fraud's instructions per request did not change (647,593 vs 650,985).
+    arena = config.runtime.memory_arena
+    options.enable_cpu_mem_arena = defaults.memory_arena if arena is None else arena
     options.log_severity_level = 3  # errors only: provider fallbacks are logged by us
     return options
 

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from server.errors import ModelNotReadyError
+from server.model_config import ModelConfig
 from server.runtime.identity import ModelIdentity
-from server.runtime.onnx_runner import LoadedOnnxModel, OnnxRunner
+from server.runtime.onnx_runner import LoadedOnnxModel, OnnxRunner, _session_options
 from server.runtime.pool import InferencePool
+from server.settings import RuntimeSettings
 from server.types import ModelSignature
 
 HOLD = -1.0
@@ -141,3 +143,19 @@ async def test_a_runner_keeps_a_pool_thread_per_session_until_closed(pool: Infer
     runners[0].close()
     runners[0].close()  # a second close gives nothing back twice
     assert pool.size == 4
+
+
+@pytest.mark.parametrize(
+    ("server_default", "model_setting", "expected"),
+    [(False, None, False), (True, None, True), (False, True, True), (True, False, False)],
+)
+def test_the_memory_arena_follows_the_model_then_the_server(
+    server_default: bool, model_setting: bool | None, expected: bool
+) -> None:
+    config = ModelConfig.model_validate({"runtime": {"memory_arena": model_setting}})
+    options = _session_options(config, RuntimeSettings(memory_arena=server_default))
+    assert options.enable_cpu_mem_arena is expected
+
+
+def test_the_memory_arena_is_off_by_default() -> None:
+    assert _session_options(ModelConfig(), RuntimeSettings()).enable_cpu_mem_arena is False
