@@ -14,8 +14,9 @@ class CallLimits:
     """Counts the inference calls in progress and the raw request bytes they hold, and refuses past the limits.
 
     Unary calls count their message size from `admit` until `release` (when the handler returns its response,
-    which drops the request's bytes); an open stream counts as one call and holds no bytes here (its requests
-    are bounded per stream by `server.grpc.streaming`). Only the event loop's thread touches the counters.
+    which drops the request's bytes); an open stream counts as one call holding no bytes, and each request it
+    serves counts its size from `admit_bytes` until `release_bytes` (streams are also bounded one by one, by
+    `server.grpc.streaming`). Only the event loop's thread touches the counters.
     """
 
     __slots__ = ("calls", "held_bytes", "max_bytes", "max_calls")
@@ -34,13 +35,25 @@ class CallLimits:
                 f"server is handling {self.calls} inference calls, its limit (--max-concurrent-rpcs, "
                 "SERVER_GRPC_MAX_CONCURRENT_RPCS); retry with backoff"
             )
+        self._check_bytes(size)
+        self.calls += 1
+        self.held_bytes += size
+
+    def admit_bytes(self, size: int) -> None:
+        """Count a streamed request of `size` bytes in, or raise ResourceExhaustedError past max_bytes."""
+        self._check_bytes(size)
+        self.held_bytes += size
+
+    def release_bytes(self, size: int) -> None:
+        """A streamed request admitted with `admit_bytes` has been answered."""
+        self.held_bytes -= size
+
+    def _check_bytes(self, size: int) -> None:
         if self.held_bytes + size > self.max_bytes:
             raise ResourceExhaustedError(
                 f"server is holding {self.held_bytes} bytes of requests and this {size}-byte request would pass "
                 f"its limit of {self.max_bytes} (--max-inflight-bytes, SERVER_GRPC_MAX_INFLIGHT_BYTES); retry"
             )
-        self.calls += 1
-        self.held_bytes += size
 
     def release(self, size: int) -> None:
         """An admitted call holding `size` bytes has ended (answered, failed or cancelled)."""

@@ -206,7 +206,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self._limits.release(0)
             await context.abort(*status_for(error))
         try:
-            async for response in serve_stream(request_iterator, parse, infer, stop=self._drain.begun()):
+            stream = serve_stream(request_iterator, parse, infer, stop=self._drain.begun(), limits=self._limits)
+            async for response in stream:
                 yield response
         except ShuttingDownError as error:  # drained: its in-flight requests have been answered
             await context.abort(*status_for(error))

@@ -19,9 +19,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from oip.v1 import grpc_service_pb2 as pb
-from server.errors import ServerError, ShuttingDownError
+from server.errors import ResourceExhaustedError, ServerError, ShuttingDownError
 from server.grpc.draining import SHUTTING_DOWN
 from server.grpc.errors import status_for
+from server.grpc.overload import CallLimits
 from server.grpc.response_wire import length_delimited
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,32 @@ _INFER_RESPONSE_TAG = b"\x12"
 MAX_IN_FLIGHT_PER_STREAM = 1024
 #: Request and response bytes one stream holds at once (see StreamBudget).
 MAX_STREAM_BYTES = 64 * 1024 * 1024
+
+
+def _refusing(error: ServerError) -> Infer:
+    """A handler that answers every request with `error` (as its error_message)."""
+
+    async def refuse(message: pb.ModelInferRequest) -> bytes:
+        raise error
+
+    return refuse
+
+
+async def _answer(raw: bytes, parse: Parse, infer: Infer, limits: CallLimits | None, draining: bool) -> bytes:
+    """The response to one streamed request: served, or refused while draining or past the server's byte bound."""
+    if draining:
+        return await _respond(parse, _refusing(ShuttingDownError(SHUTTING_DOWN)), raw)
+    if limits is None:
+        return await _respond(parse, infer, raw)
+    size = len(raw)
+    try:
+        limits.admit_bytes(size)
+    except ResourceExhaustedError as error:
+        return await _respond(parse, _refusing(error), raw)
+    try:
+        return await _respond(parse, infer, raw)
+    finally:
+        limits.release_bytes(size)
 
 
 async def _respond(parse: Parse, infer: Infer, raw: bytes) -> bytes:
@@ -112,23 +139,21 @@ async def serve_stream(
     infer: Infer,
     budget: StreamBudget | None = None,
     stop: asyncio.Event | None = None,
+    limits: CallLimits | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield one serialized ModelStreamInferResponse per request message (wire bytes), in completion order.
 
     `budget` bounds what the stream holds (default: MAX_IN_FLIGHT_PER_STREAM requests, MAX_STREAM_BYTES).
     Once `stop` is set, requests still read are refused, and after the last in-flight response the stream
-    raises ShuttingDownError."""
+    raises ShuttingDownError. `limits` bounds the request bytes being served across the server: a request
+    that would pass it gets a RESOURCE_EXHAUSTED error_message, like a unary call, and the stream goes on."""
     held = budget if budget is not None else StreamBudget(MAX_IN_FLIGHT_PER_STREAM, MAX_STREAM_BYTES)
     # Items: (bytes held for it, a response), an exception that broke the request stream, or None at the end.
     done: asyncio.Queue[tuple[int, bytes] | Exception | None] = asyncio.Queue()
     tasks: set[asyncio.Task[None]] = set()
 
-    async def refuse(message: pb.ModelInferRequest) -> bytes:
-        raise ShuttingDownError(SHUTTING_DOWN)
-
     async def serve_one(raw: bytes) -> None:
-        draining = stop is not None and stop.is_set()
-        response = await _respond(parse, refuse if draining else infer, raw)
+        response = await _answer(raw, parse, infer, limits, draining=stop is not None and stop.is_set())
         held.grow(len(response))
         done.put_nowait((len(raw) + len(response), response))
 

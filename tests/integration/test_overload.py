@@ -86,6 +86,31 @@ def test_request_bytes_in_flight_are_bounded(bounded_server: ServerProcess) -> N
     assert all("bytes of requests" in details and "--max-inflight-bytes" in details for details in refusals), refusals
 
 
+def test_streamed_request_bytes_count_toward_the_same_bound(bounded_server: ServerProcess) -> None:
+    # Before, stream requests were bounded only per stream (64 MiB each), so many streams held without bound.
+    # Four streams of six 6 MiB requests against the 16 MiB bound: each request is answered or refused in-stream.
+    async def stream(stub: pb_grpc.GRPCInferenceServiceStub, index: int) -> list[pb.ModelStreamInferResponse]:
+        call = stub.ModelStreamInfer()
+        for number in range(6):
+            await call.write(wide(6 * MIB, request_id=f"{index}-{number}"))
+        await call.done_writing()
+        return [response async for response in call]
+
+    async def run() -> list[pb.ModelStreamInferResponse]:
+        options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+        async with grpc.aio.insecure_channel(bounded_server.address, options=options) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            answers = await asyncio.gather(*(stream(stub, index) for index in range(4)))
+        return [response for answer in answers for response in answer]
+
+    responses = asyncio.run(run())
+    ids = sorted(response.infer_response.id for response in responses)
+    assert ids == sorted(f"{index}-{number}" for index in range(4) for number in range(6))  # none lost
+    refusals = [response.error_message for response in responses if response.error_message]
+    assert refusals and len(refusals) < len(responses), len(refusals)
+    assert all("bytes of requests" in text and "--max-inflight-bytes" in text for text in refusals), refusals
+
+
 def test_a_message_over_the_limit_is_refused_by_size(bounded_server: ServerProcess) -> None:
     [(code, details)] = asyncio.run(fan_out(bounded_server.address, [wide(9 * MIB)], channels=1))
     assert code == "RESOURCE_EXHAUSTED"

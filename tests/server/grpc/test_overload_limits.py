@@ -26,3 +26,16 @@ def test_bytes_past_the_limit_are_refused_before_they_are_counted() -> None:
         limits.admit(41)
     limits.admit(40)
     assert (limits.calls, limits.held_bytes) == (2, 100)
+
+
+def test_streamed_requests_share_the_byte_bound_without_counting_as_calls() -> None:
+    limits = CallLimits(max_calls=1, max_bytes=100)
+    limits.admit(0)  # the stream itself: one call, no bytes
+    limits.admit_bytes(70)
+    with pytest.raises(ResourceExhaustedError, match="holding 70 bytes of requests"):
+        limits.admit_bytes(31)
+    with pytest.raises(ResourceExhaustedError, match="handling 1 inference calls"):
+        limits.admit(10)  # a unary call meets both bounds
+    limits.release_bytes(70)
+    limits.admit_bytes(100)
+    assert (limits.calls, limits.held_bytes) == (1, 100)
