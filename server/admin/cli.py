@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"file holding the server's admin token [default: the {TOKEN_ENV} environment variable, if set]",
     )
+    tls = parser.add_argument_group("TLS", "for a server started with --tls-certificate (any of these turns TLS on)")
+    tls.add_argument("--tls", action="store_true", help="connect with TLS, trusting the system's CAs")
+    tls.add_argument("--tls-ca", type=Path, help="PEM CA certificates that signed the server's certificate")
+    tls.add_argument("--tls-cert", type=Path, help="PEM client certificate chain (mTLS: an --admin-client-identity)")
+    tls.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("show", help="routing, weights, verdicts and rollbacks")
     show.add_argument("model", nargs="?", default="", help="one model; all routed models when omitted")
@@ -187,6 +192,19 @@ def render(response: Any, as_json: bool) -> str:
     return "\n\n".join(format_state(state) for state in states)
 
 
+def channel_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS credentials from the --tls* options, or None for plaintext; ValueError for a lone --tls-cert/--tls-key."""
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValueError("give --tls-cert and --tls-key together (a client certificate needs its key)")
+    return grpc.ssl_channel_credentials(
+        root_certificates=args.tls_ca.read_bytes() if args.tls_ca else None,
+        private_key=args.tls_key.read_bytes() if args.tls_key else None,
+        certificate_chain=args.tls_cert.read_bytes() if args.tls_cert else None,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -199,7 +217,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metadata = token_metadata(args.token_file)
     except (OSError, UnicodeDecodeError) as error:
         parser.error(f"cannot read --token-file: {error}")
-    with grpc.insecure_channel(args.address) as channel:
+    try:
+        credentials = channel_credentials(args)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    opened = (
+        grpc.insecure_channel(args.address) if credentials is None else grpc.secure_channel(args.address, credentials)
+    )
+    with opened as channel:
         try:
             response = call(admin_grpc.RoutingAdminStub(channel), args, metadata)  # type: ignore[no-untyped-call]
         except grpc.RpcError as error:

@@ -187,6 +187,35 @@ async def test_listed_client_certificates_are_admins(
             assert (await acall(address, path, (), credentials))[0] is expected, name
 
 
+def test_the_cli_speaks_tls_and_presents_a_client_certificate(
+    repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("test-ca", ca_key, None, ca=True)
+    keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("localhost", "ops", "intruder")}
+    for name, key in keys.items():
+        (tmp_path / f"{name}.pem").write_bytes(_pem(_certificate(name, key, (ca.subject, ca_key), ca=False)))
+        (tmp_path / f"{name}.key").write_bytes(_key_pem(key))
+    (tmp_path / "ca.pem").write_bytes(_pem(ca))
+    monkeypatch.setenv("SERVER_ADMIN_CLIENT_IDENTITIES", json.dumps(["ops"]))
+    monkeypatch.delenv("OIP_ADMIN_TOKEN", raising=False)
+    tls = {"tls_certificate": tmp_path / "localhost.pem", "tls_private_key": tmp_path / "localhost.key"}
+    with ThreadedServer(repository, **tls, tls_client_ca=tmp_path / "ca.pem") as server:
+        address = f"localhost:{server.app.grpc_port}" if server.app else ""
+
+        def cli(name: str) -> int:
+            client = ["--tls-cert", str(tmp_path / f"{name}.pem"), "--tls-key", str(tmp_path / f"{name}.key")]
+            return admin_main(["--address", address, "--tls-ca", str(tmp_path / "ca.pem"), *client, "show"])
+
+        assert cli("ops") == 0
+        assert "no model has a [routing] section" in capsys.readouterr().out
+        assert cli("intruder") == 1
+        assert "PERMISSION_DENIED" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        admin_main(["--address", address, "--tls-cert", str(tmp_path / "ops.pem"), "show"])  # no key
+    assert "--tls-cert and --tls-key together" in capsys.readouterr().err
+
+
 def test_every_worker_enforces_the_token(repository: Path, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
