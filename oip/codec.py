@@ -120,7 +120,7 @@ def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
 # ------------------------------------------------------------------ raw blobs
 
 
-def raw_to_array(raw: bytes, datatype: str, shape: Sequence[int]) -> npt.NDArray[Any]:
+def raw_to_array(raw: bytes | memoryview, datatype: str, shape: Sequence[int]) -> npt.NDArray[Any]:
     """Decode one raw blob; fixed-size types become a zero-copy read-only view."""
     dtype = DATATYPE_TO_DTYPE.get(datatype)
     # The hot path: a fixed-size type whose non-empty bytes fit the shape. Non-empty bytes bound the element
@@ -177,7 +177,7 @@ def serialize_bytes(array: npt.NDArray[Any]) -> bytes:
     return b"".join(parts)
 
 
-def deserialize_bytes(raw: bytes, count: int) -> npt.NDArray[np.object_]:
+def deserialize_bytes(raw: bytes | memoryview, count: int) -> npt.NDArray[np.object_]:
     """Length-prefixed BYTES blob -> 1-D object array of `count` bytes items."""
     items: list[bytes] = []
     view = memoryview(raw)

@@ -27,7 +27,7 @@ from server.grpc.errors import grpc_errors, status_for
 from server.grpc.overload import CallLimits
 from server.grpc.response_wire import ResponseWriter
 from server.grpc.streaming import serve_stream
-from server.grpc.tensors import decode_request, parse_infer_request
+from server.grpc.tensors import ParsedRequest, decode_request, parse_infer_request
 from server.names import check_model_name, shown_names
 from server.repository.manager import ModelRepository
 from server.telemetry.failures import log_failed_request
@@ -81,7 +81,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         # Undecodable messages cost a client nothing to send: their log line is rate-limited.
         self._malformed_log = RateLimitedLog(logging.getLogger("server.requests"))
 
-    def _parse(self, raw: bytes, context: Context, method: str) -> pb.ModelInferRequest:
+    def _parse(self, raw: bytes, context: Context, method: str) -> ParsedRequest:
         try:
             return parse_infer_request(raw)
         except MalformedRequestError as error:
@@ -98,7 +98,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise
 
     async def _infer(
-        self, request: pb.ModelInferRequest, context: Context, deadline: float | None = None, method: str = "ModelInfer"
+        self, request: ParsedRequest, context: Context, deadline: float | None = None, method: str = "ModelInfer"
     ) -> bytes:
         tracer = self._tracer
         if tracer is not None:  # with tracing off, this check is all it costs
@@ -108,9 +108,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return self._responses.encode(await self._core.infer(self._decode(request, context, deadline)))
 
     async def _infer_traced(
-        self, request: pb.ModelInferRequest, context: Context, deadline: float | None, trace: RequestSpan
+        self, request: ParsedRequest, context: Context, deadline: float | None, trace: RequestSpan
     ) -> bytes:
-        trace.decoded(request.model_name, request.id)
+        trace.decoded(request.message.model_name, request.message.id)
         try:
             decoded = self._decode(request, context, deadline)
             decoded.trace = trace
@@ -122,13 +122,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         trace.succeeded()
         return response
 
-    def _decode(self, request: pb.ModelInferRequest, context: Context, deadline: float | None) -> InferRequest:
+    def _decode(self, request: ParsedRequest, context: Context, deadline: float | None) -> InferRequest:
+        message = request.message
         try:
-            decoded = decode_request(request)
+            decoded = decode_request(message, request.blobs)
         except ServerError as error:
             code = status_name(error)
             self._undecodable(code)
-            log_failed_request(request.model_name, "", code, request.id, context.invocation_metadata(), error)
+            log_failed_request(message.model_name, "", code, message.id, context.invocation_metadata(), error)
             raise
         decoded.deadline = deadline
         decoded.metadata = context.invocation_metadata  # read only when routing needs a sticky key
@@ -190,11 +191,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self._limits.release(size)
 
     async def ModelStreamInfer(self, request_iterator: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
-        def parse(raw: bytes) -> pb.ModelInferRequest:
+        def parse(raw: bytes) -> ParsedRequest:
             return self._parse(raw, context, "ModelStreamInfer")
 
-        async def infer(message: pb.ModelInferRequest) -> bytes:
-            return await self._infer(message, context, method="ModelStreamInfer")
+        async def infer(request: ParsedRequest) -> bytes:
+            return await self._infer(request, context, method="ModelStreamInfer")
 
         try:
             self._limits.admit(0)  # an open stream counts as one call; its requests are bounded per stream

@@ -24,13 +24,14 @@ from server.grpc.draining import SHUTTING_DOWN
 from server.grpc.errors import status_for
 from server.grpc.overload import CallLimits
 from server.grpc.response_wire import length_delimited
+from server.grpc.tensors import ParsedRequest
 
 log = logging.getLogger(__name__)
 
-Infer = Callable[[pb.ModelInferRequest], Awaitable[bytes]]
+Infer = Callable[[ParsedRequest], Awaitable[bytes]]
 """Serves one request and returns its serialized ModelInferResponse."""
 
-Parse = Callable[[bytes], pb.ModelInferRequest]
+Parse = Callable[[bytes], ParsedRequest]
 """One message of the stream as a ModelInferRequest; raises a ServerError when it does not decode."""
 
 #: ModelStreamInferResponse.infer_response (field 2, length-delimited).
@@ -45,7 +46,7 @@ MAX_STREAM_BYTES = 64 * 1024 * 1024
 def _refusing(error: ServerError) -> Infer:
     """A handler that answers every request with `error` (as its error_message)."""
 
-    async def refuse(message: pb.ModelInferRequest) -> bytes:
+    async def refuse(request: ParsedRequest) -> bytes:
         raise error
 
     return refuse
@@ -72,8 +73,9 @@ async def _respond(parse: Parse, infer: Infer, raw: bytes) -> bytes:
     """A serialized ModelStreamInferResponse: the response, or the error and the request's identity."""
     message: pb.ModelInferRequest | None = None
     try:
-        message = parse(raw)
-        response = await infer(message)
+        request = parse(raw)
+        message = request.message
+        response = await infer(request)
         return length_delimited(_INFER_RESPONSE_TAG, response)
     except Exception as error:
         model = "" if message is None else message.model_name

@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 
 from oip.codec import CONTENTS_FIELD, TensorCodecError, contents_to_array, raw_to_array
 from oip.v1 import grpc_service_pb2 as pb
 from server.errors import InvalidInputError, MalformedRequestError
+from server.grpc.request_wire import SPLIT_MIN_BYTES, split_raw_contents
 from server.names import shown
 from server.types import InferRequest, ParameterValue
 
+Blobs = Sequence[bytes | memoryview]
 
-def parse_infer_request(raw: bytes) -> pb.ModelInferRequest:
+
+class ParsedRequest(NamedTuple):
+    message: pb.ModelInferRequest
+    blobs: Blobs | None = None
+    """The raw_input_contents, as views of the wire bytes, when they were split off a large message
+    (server.grpc.request_wire); None: they are in `message`."""
+
+
+def parse_infer_request(raw: bytes) -> ParsedRequest:
     """The ModelInferRequest in `raw`, or MalformedRequestError (INVALID_ARGUMENT).
 
     The inference RPCs are registered without a request deserializer so that this runs in our handler:
     when grpc deserializes, a bad message becomes UNKNOWN plus a logged traceback, outside our error mapping.
+    A large message's tensors are not copied: they stay in `raw` (see server.grpc.request_wire).
     """
     try:
-        return pb.ModelInferRequest.FromString(raw)
+        if len(raw) >= SPLIT_MIN_BYTES and (split := split_raw_contents(raw)) is not None:
+            rest, blobs = split
+            return ParsedRequest(pb.ModelInferRequest.FromString(rest), blobs)
+        return ParsedRequest(pb.ModelInferRequest.FromString(raw))
     except DecodeError as error:
         # protobuf says "Error parsing message with type '...': <reason>"; the reason is what helps.
         reason = str(error).rpartition(": ")[2] or "undecodable"
@@ -54,7 +69,7 @@ def _typed_values(tensor: pb.ModelInferRequest.InferInputTensor) -> Any:
     return getattr(tensor.contents, field)
 
 
-def _decoded_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> Any:
+def _decoded_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | memoryview | None) -> Any:
     try:
         if raw is not None:
             return raw_to_array(raw, tensor.datatype, tensor.shape)
@@ -77,23 +92,25 @@ def _check_id(request_id: str) -> None:
         )
 
 
-def decode_request(message: pb.ModelInferRequest) -> InferRequest:
-    """A ModelInferRequest as an InferRequest; raw contents become zero-copy numpy views."""
+def decode_request(message: pb.ModelInferRequest, blobs: Blobs | None = None) -> InferRequest:
+    """A ModelInferRequest as an InferRequest; raw contents become zero-copy numpy views.
+
+    `blobs`, when given, are the raw_input_contents split off the message (`ParsedRequest.blobs`)."""
     request_id = message.id
     _check_id(request_id)
     tensors = message.inputs
-    raw = message.raw_input_contents
+    raw = message.raw_input_contents if blobs is None else blobs
     if raw:
         if len(raw) != len(tensors):
             raise InvalidInputError(
                 f"request has {len(tensors)} inputs but {len(raw)} raw_input_contents entries; "
                 "send exactly one raw blob per input, in the order of `inputs`"
             )
-        blobs: Any = raw
+        contents: Any = raw
     else:
-        blobs = itertools.repeat(None)
+        contents = itertools.repeat(None)
     inputs = {}
-    for tensor, blob in zip(tensors, blobs, strict=False):  # blobs may be endless
+    for tensor, blob in zip(tensors, contents, strict=False):  # contents may be endless
         name = tensor.name
         if name in inputs:
             raise InvalidInputError(f"input '{shown(name)}' appears more than once in the request")

@@ -49,7 +49,7 @@ SHAPES = st.one_of(
 def _decode_and_validate(raw: bytes) -> None:
     """The server's path from wire bytes to an admitted request; ServerError is a valid outcome."""
     try:
-        request = decode_request(parse_infer_request(raw))
+        request = decode_request(*parse_infer_request(raw))
         validate_request(request, SIGNATURE, "m:1")
     except ServerError:
         return

@@ -12,6 +12,7 @@ from oip.v1 import grpc_service_pb2 as pb
 from server.errors import ShuttingDownError, status_name
 from server.grpc.draining import QUIET_S, Drain
 from server.grpc.streaming import serve_stream
+from server.grpc.tensors import ParsedRequest, parse_infer_request
 
 
 async def test_draining_refuses_new_calls_and_waits_for_admitted_ones() -> None:
@@ -36,11 +37,11 @@ async def test_a_draining_stream_answers_its_in_flight_requests_then_ends() -> N
         sent.set()
         await asyncio.Event().wait()  # an open stream the client never closes
 
-    async def infer(message: pb.ModelInferRequest) -> bytes:
+    async def infer(request: ParsedRequest) -> bytes:
         await release.wait()
-        return pb.ModelInferResponse(id=message.id).SerializeToString()
+        return pb.ModelInferResponse(id=request.message.id).SerializeToString()
 
-    responses = serve_stream(requests(), pb.ModelInferRequest.FromString, infer, stop=stop)
+    responses = serve_stream(requests(), parse_infer_request, infer, stop=stop)
     first = asyncio.ensure_future(anext(responses))
     await sent.wait()
     stop.set()
@@ -64,15 +65,15 @@ async def test_requests_read_after_draining_began_are_refused_in_stream() -> Non
         yield pb.ModelInferRequest(id="late").SerializeToString()
         await asyncio.Event().wait()
 
-    async def infer(message: pb.ModelInferRequest) -> bytes:
-        served.append(message.id)
+    async def infer(request: ParsedRequest) -> bytes:
+        served.append(request.message.id)
         await release.wait()
-        return pb.ModelInferResponse(id=message.id).SerializeToString()
+        return pb.ModelInferResponse(id=request.message.id).SerializeToString()
 
     async def read() -> list[pb.ModelStreamInferResponse]:
         answers = []
         with pytest.raises(ShuttingDownError):
-            async for raw in serve_stream(requests(), pb.ModelInferRequest.FromString, infer, stop=stop):
+            async for raw in serve_stream(requests(), parse_infer_request, infer, stop=stop):
                 answers.append(pb.ModelStreamInferResponse.FromString(raw))
         return answers
 

@@ -9,6 +9,7 @@ import pytest
 
 from oip.v1 import grpc_service_pb2 as pb
 from server.grpc.streaming import StreamBudget, serve_stream
+from server.grpc.tensors import ParsedRequest
 
 MESSAGE = 1024 * 1024
 
@@ -22,11 +23,11 @@ async def test_an_unread_stream_stops_being_read_at_its_byte_budget() -> None:
             read += 1
             yield b"\x00" * MESSAGE
 
-    async def infer(message: pb.ModelInferRequest) -> bytes:
+    async def infer(request: ParsedRequest) -> bytes:
         return b"\x01" * MESSAGE  # a 1 MiB response for every request
 
     budget = StreamBudget(max_requests=1024, max_bytes=8 * MESSAGE)
-    responses = serve_stream(requests(), lambda raw: pb.ModelInferRequest(), infer, budget)
+    responses = serve_stream(requests(), lambda raw: ParsedRequest(pb.ModelInferRequest()), infer, budget)
     first = await anext(responses)  # the client reads one response, then stops reading
     await asyncio.sleep(0.2)  # plenty of time for an unbounded reader to take all 200
     assert len(first) > MESSAGE
@@ -46,10 +47,12 @@ async def test_the_request_count_is_bounded_too_and_reading_resumes_as_responses
             read += 1
             yield b"x"
 
-    async def infer(message: pb.ModelInferRequest) -> bytes:
+    async def infer(request: ParsedRequest) -> bytes:
         return b"y"
 
-    responses = serve_stream(requests(), lambda raw: pb.ModelInferRequest(), infer, StreamBudget(4, 1 << 20))
+    responses = serve_stream(
+        requests(), lambda raw: ParsedRequest(pb.ModelInferRequest()), infer, StreamBudget(4, 1 << 20)
+    )
     got = [await anext(responses)]
     await asyncio.sleep(0.05)
     assert read <= 5
@@ -61,10 +64,12 @@ async def test_one_message_larger_than_the_budget_still_passes_alone() -> None:
     async def requests() -> AsyncIterator[bytes]:
         yield b"\x00" * (4 * MESSAGE)
 
-    async def infer(message: pb.ModelInferRequest) -> bytes:
+    async def infer(request: ParsedRequest) -> bytes:
         return b"ok"
 
-    responses = serve_stream(requests(), lambda raw: pb.ModelInferRequest(), infer, StreamBudget(8, MESSAGE))
+    responses = serve_stream(
+        requests(), lambda raw: ParsedRequest(pb.ModelInferRequest()), infer, StreamBudget(8, MESSAGE)
+    )
     assert [item async for item in responses] != []
 
 
@@ -75,12 +80,12 @@ async def test_closing_the_stream_cancels_its_requests_quietly(caplog: pytest.Lo
         for _ in range(10):
             yield b"x"
 
-    async def infer(message: pb.ModelInferRequest) -> bytes:
+    async def infer(request: ParsedRequest) -> bytes:
         started.set()
         await asyncio.sleep(60)
         return b"never"
 
-    responses = serve_stream(requests(), lambda raw: pb.ModelInferRequest(), infer)
+    responses = serve_stream(requests(), lambda raw: ParsedRequest(pb.ModelInferRequest()), infer)
     waiting = asyncio.ensure_future(anext(responses))
     await started.wait()
     waiting.cancel()  # as grpc.aio does when the client cancels the call
