@@ -9,17 +9,20 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oip.codec import CONTENTS_FIELD, DATATYPE_TO_DTYPE
 from oip.v1 import grpc_service_pb2 as pb
 from server.errors import ServerError
+from server.grpc.request_wire import split_raw_contents
 from server.grpc.tensors import decode_request, parse_infer_request
-from server.types import ModelSignature, TensorSpec
+from server.types import InferRequest, ModelSignature, TensorSpec
 from server.validation import validate_request
 
 #: Examples per test; FUZZ_EXAMPLES=100000 for the long run.
@@ -156,3 +159,38 @@ def test_mutated_requests_fail_only_with_server_errors(raw: bytes, data: st.Data
         index = data.draw(st.integers(0, len(mutated) - 1))
         mutated[index] = data.draw(st.integers(0, 255))
     _decode_and_validate(bytes(mutated) + data.draw(st.sampled_from([b"", struct.pack("<I", 7)])))
+
+
+def _outcome(decode: Callable[[], InferRequest]) -> tuple[str, Any]:
+    """("ok", the decoded request) or ("refused", None): protobuf's and our own errors count alike."""
+    try:
+        return "ok", decode()
+    except (DecodeError, ServerError):
+        return "refused", None
+
+
+def _split_agrees_with_protobuf(raw: bytes) -> None:
+    """Decoding with the blobs split off (the path of large messages) gives what protobuf's path gives."""
+    split = split_raw_contents(raw)
+    if split is None:
+        return
+    rest, blobs = split
+    kind, via_protobuf = _outcome(lambda: decode_request(pb.ModelInferRequest.FromString(raw)))
+    split_kind, via_split = _outcome(lambda: decode_request(pb.ModelInferRequest.FromString(rest), blobs))
+    assert split_kind == kind
+    if kind == "ok":
+        assert (via_split.model_name, via_split.request_id) == (via_protobuf.model_name, via_protobuf.request_id)
+        assert via_split.inputs.keys() == via_protobuf.inputs.keys()
+        for name, array in via_split.inputs.items():
+            assert array.dtype == via_protobuf.inputs[name].dtype
+            np.testing.assert_array_equal(array, via_protobuf.inputs[name])
+
+
+@FUZZ
+@given(_requests(), st.data())
+def test_the_split_path_agrees_with_protobuf(raw: bytes, data: st.DataObject) -> None:
+    _split_agrees_with_protobuf(raw)
+    mutated = bytearray(raw)
+    if mutated:
+        mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
+    _split_agrees_with_protobuf(bytes(mutated))
