@@ -25,7 +25,7 @@ from server.errors import ServerError
 from server.grpc.draining import QUIET_MAX_S, Drain
 from server.grpc.health import HealthBridge
 from server.grpc.overload import CallLimits
-from server.grpc.server import build_grpc_server
+from server.grpc.server import build_admin_server, build_grpc_server
 from server.grpc.servicer import InferenceServicer
 from server.http.side_server import SideHttpServer
 from server.predictions.monitor import DriftMonitor, VersionReference
@@ -167,8 +167,11 @@ class App:
         )
         self._admin = RoutingAdminServicer(self.repository, self.release, self.coordinator)
         # Reads the token file now: a missing or empty one stops the start (OSError), before any port is bound.
-        self.admin_policy = AdminPolicy.from_settings(settings.admin, settings.grpc.host)
+        # Judged by where admin calls arrive: the admin listener's host when there is one.
+        self.admin_policy = AdminPolicy.from_settings(settings.admin, settings.admin.listener_host(settings.grpc.host))
         self._grpc: grpc.aio.Server | None = None
+        self._admin_grpc: grpc.aio.Server | None = None
+        self.admin_port: int | None = None
         self._http: SideHttpServer | None = None
         self._background: list[asyncio.Task[None]] = []
 
@@ -214,15 +217,27 @@ class App:
         if self.settings.http.enabled:
             self._http = SideHttpServer(self.registry, self.is_ready)
             self.http_port = await self._http.start(self.settings.http.host, self.settings.http.port)
+        grpc_settings, admin_settings = self.settings.grpc, self.settings.admin
+        admin_elsewhere = admin_settings.port is not None
         self._grpc, self.grpc_port = build_grpc_server(
-            self.settings.grpc, self._servicer, self.health, self._admin, self.admin_policy
+            grpc_settings, self._servicer, self.health, self._admin, self.admin_policy, admin_elsewhere
         )
         await self._grpc.start()
-        log.info(
-            "%s listening",
-            self.role,
-            extra={"grpc_port": self.grpc_port, "http_port": self.http_port, "host": self.settings.grpc.host},
-        )
+        listening: dict[str, object] = {"grpc_port": self.grpc_port, "http_port": self.http_port}
+        if admin_settings.port is not None:
+            admin_host = admin_settings.listener_host(grpc_settings.host)
+            self._admin_grpc, self.admin_port = build_admin_server(
+                grpc_settings,
+                admin_host,
+                admin_settings.port,
+                self._servicer,
+                self.health,
+                self._admin,
+                self.admin_policy,
+            )
+            await self._admin_grpc.start()
+            listening.update(admin_port=self.admin_port, admin_host=admin_host)
+        log.info("%s listening", self.role, extra={**listening, "host": grpc_settings.host})
         self._log_admin_access()
         await self.repository.load_all()
         if self._heap_trimmer is not None:
@@ -238,7 +253,7 @@ class App:
 
     def _log_admin_access(self) -> None:
         """Say how the admin RPCs are protected; warn when anyone who reaches the port may use them."""
-        policy, host = self.admin_policy, self.settings.grpc.host
+        policy, host = self.admin_policy, self.settings.admin.listener_host(self.settings.grpc.host)
         if policy.open_publicly:
             log.warning(
                 "admin RPCs are open without authentication on a non-loopback address: anyone who reaches the "
@@ -281,6 +296,8 @@ class App:
         if self._grpc is not None:
             # Closes the listener; what is left (health, metadata calls) gets the rest of the grace period.
             await self._grpc.stop(max(0.0, deadline - time.monotonic()))
+        if self._admin_grpc is not None:
+            await self._admin_grpc.stop(max(0.0, deadline - time.monotonic()))
         await self.shadows.stop()
         for task in self._background:
             task.cancel()

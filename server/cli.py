@@ -54,6 +54,8 @@ _FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--service-name", "tracing", "service_name", str, "service.name of the exported spans"),
     ("--admin", "admin", "mode", str, "on or off: off refuses every admin RPC (repository load/unload, routing admin)"),
     ("--admin-token-file", "admin", "token_file", Path, "file with the bearer token admin RPCs must send"),
+    ("--admin-port", "admin", "port", int, "serve the admin RPCs on their own listener at this port (0 = any free)"),
+    ("--admin-host", "admin", "host", str, "bind address of the admin listener (default: the gRPC host)"),
 )
 
 

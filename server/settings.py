@@ -105,6 +105,15 @@ class AdminSettings(BaseSettings):
     """Client certificate names (subject CN, full subject or a SAN) allowed admin access; needs tls_client_ca."""
     allow_unauthenticated: bool = False
     """Open the admin surface without credentials on a non-loopback host (logged as a warning)."""
+    port: int | None = Field(None, ge=0, le=65535)
+    """Serve the admin RPCs on a listener of their own at this port (0: any free port), which a firewall or
+    NetworkPolicy can restrict; the gRPC port then refuses them. Unset: the gRPC port serves them too."""
+    host: str | None = None
+    """Bind address of the admin listener (with `port`); unset: the gRPC host."""
+
+    def listener_host(self, grpc_host: str) -> str:
+        """Where admin calls arrive: the admin listener's host, or the gRPC host when there is none."""
+        return self.host if self.port is not None and self.host is not None else grpc_host
 
     @field_validator("token", "token_file", mode="before")
     @classmethod

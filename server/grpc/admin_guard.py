@@ -95,3 +95,28 @@ def guard_methods(
             response_serializer=handler.response_serializer,
         )
     return guarded
+
+
+def _moved(method: str) -> Behaviour:
+    async def call(request: Any, context: Context) -> Any:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"admin RPC {method} is served on the admin listener (--admin-port), not on this port",
+        )
+
+    return call
+
+
+def moved_methods(
+    handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]], methods: Iterable[str]
+) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """`handlers` with each of `methods` (unary RPCs) refused: they are served on the admin listener."""
+    moved = dict(handlers)
+    for method in methods:
+        handler = handlers[method]
+        moved[method] = grpc.unary_unary_rpc_method_handler(
+            _moved(method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return moved

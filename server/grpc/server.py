@@ -1,6 +1,9 @@
-"""Builds the grpc.aio server: services, health, reflection, message limits, TLS, the admin guard."""
+"""Builds the grpc.aio servers: services, health, reflection, message limits, TLS, the admin guard, and the
+optional admin listener (--admin-port)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -13,6 +16,7 @@ from server.grpc.admin_guard import (
     ROUTING_ADMIN_METHODS,
     RefusalLog,
     guard_methods,
+    moved_methods,
 )
 from server.grpc.health import HealthBridge
 from server.grpc.registration import SERVICE as INFERENCE_SERVICE
@@ -30,16 +34,9 @@ def _credentials(settings: GrpcSettings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
-def build_grpc_server(
-    settings: GrpcSettings,
-    servicer: InferenceServicer,
-    health: HealthBridge,
-    admin: routing_admin_pb2_grpc.RoutingAdminServicer,
-    admin_policy: AdminPolicy,
-) -> tuple[grpc.aio.Server, int]:
-    """A configured, bound (not yet started) server and the port it bound; `admin_policy` guards the admin RPCs."""
+def _new_server(settings: GrpcSettings) -> grpc.aio.Server:
     limit = settings.max_message_bytes
-    server = grpc.aio.server(
+    return grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -56,34 +53,94 @@ def build_grpc_server(
             ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ]
     )
-    health_service = health_pb2.DESCRIPTOR.services_by_name["Health"]
-    reflection_service = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
-    listed = (
-        INFERENCE_SERVICE.full_name,
-        ADMIN_SERVICE.full_name,
-        health_service.full_name,
-        reflection_service.full_name,
-    )
-    refusals = RefusalLog()
-    inference = guard_methods(method_handlers(servicer), INFERENCE_ADMIN_METHODS, admin_policy, refusals)
-    routing_admin = guard_methods(
-        method_handlers(admin, ADMIN_SERVICE, frozenset()), ROUTING_ADMIN_METHODS, admin_policy, refusals
-    )
+
+
+def _bind(server: grpc.aio.Server, settings: GrpcSettings, host: str, port: int) -> int:
+    address = f"{host}:{port}"
+    credentials = _credentials(settings)
+    try:
+        return (
+            server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
+        )
+    except RuntimeError as error:  # grpc raises RuntimeError when the address is taken or invalid
+        raise OSError(f"could not bind gRPC to {address}: {error}") from None
+
+
+_HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"]
+_REFLECTION_SERVICE = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+_LISTED = (
+    INFERENCE_SERVICE.full_name,
+    ADMIN_SERVICE.full_name,
+    _HEALTH_SERVICE.full_name,
+    _REFLECTION_SERVICE.full_name,
+)
+#: What the admin listener serves of the inference service: its admin RPCs, and the index to see what they did.
+_ADMIN_LISTENER_INFERENCE_METHODS = INFERENCE_ADMIN_METHODS | {"RepositoryIndex"}
+
+
+def _add_services(
+    server: grpc.aio.Server,
+    inference: dict[str, grpc.RpcMethodHandler[Any, Any]],
+    routing_admin: dict[str, grpc.RpcMethodHandler[Any, Any]],
+    health: HealthBridge,
+) -> None:
     # Inference first: grpc asks the generic handlers in order for every call.
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(INFERENCE_SERVICE.full_name, inference),
             grpc.method_handlers_generic_handler(ADMIN_SERVICE.full_name, routing_admin),
-            generic_handler(health.servicer, health_service, frozenset()),
-            generic_handler(reflection.aio.ReflectionServicer(listed), reflection_service, frozenset()),
+            generic_handler(health.servicer, _HEALTH_SERVICE, frozenset()),
+            generic_handler(reflection.aio.ReflectionServicer(_LISTED), _REFLECTION_SERVICE, frozenset()),
         )
     )
-    address = f"{settings.host}:{settings.port}"
-    credentials = _credentials(settings)
-    try:
-        port = (
-            server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
-        )
-    except RuntimeError as error:  # grpc raises RuntimeError when the address is taken or invalid
-        raise OSError(f"could not bind gRPC to {address}: {error}") from None
-    return server, port
+
+
+def build_grpc_server(
+    settings: GrpcSettings,
+    servicer: InferenceServicer,
+    health: HealthBridge,
+    admin: routing_admin_pb2_grpc.RoutingAdminServicer,
+    admin_policy: AdminPolicy,
+    admin_elsewhere: bool = False,
+) -> tuple[grpc.aio.Server, int]:
+    """A configured, bound (not yet started) server and the port it bound; `admin_policy` guards the admin RPCs.
+
+    With `admin_elsewhere` (an admin listener of its own, `build_admin_server`) this port refuses them instead."""
+    server = _new_server(settings)
+    inference = method_handlers(servicer)
+    routing_admin = method_handlers(admin, ADMIN_SERVICE, frozenset())
+    if admin_elsewhere:
+        inference = moved_methods(inference, INFERENCE_ADMIN_METHODS)
+        routing_admin = moved_methods(routing_admin, ROUTING_ADMIN_METHODS)
+    else:
+        refusals = RefusalLog()
+        inference = guard_methods(inference, INFERENCE_ADMIN_METHODS, admin_policy, refusals)
+        routing_admin = guard_methods(routing_admin, ROUTING_ADMIN_METHODS, admin_policy, refusals)
+    _add_services(server, inference, routing_admin, health)
+    return server, _bind(server, settings, settings.host, settings.port)
+
+
+def build_admin_server(
+    settings: GrpcSettings,
+    host: str,
+    port: int,
+    servicer: InferenceServicer,
+    health: HealthBridge,
+    admin: routing_admin_pb2_grpc.RoutingAdminServicer,
+    admin_policy: AdminPolicy,
+) -> tuple[grpc.aio.Server, int]:
+    """The admin listener (--admin-port): the admin RPCs, RepositoryIndex, health and reflection, guarded by
+    `admin_policy`, with the gRPC settings' TLS and limits. Bound, not yet started; also the port it bound."""
+    server = _new_server(settings)
+    inference = {
+        name: handler
+        for name, handler in method_handlers(servicer).items()
+        if name in _ADMIN_LISTENER_INFERENCE_METHODS
+    }
+    refusals = RefusalLog()
+    inference = guard_methods(inference, INFERENCE_ADMIN_METHODS, admin_policy, refusals)
+    routing_admin = guard_methods(
+        method_handlers(admin, ADMIN_SERVICE, frozenset()), ROUTING_ADMIN_METHODS, admin_policy, refusals
+    )
+    _add_services(server, inference, routing_admin, health)
+    return server, _bind(server, settings, host, port)

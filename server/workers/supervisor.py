@@ -11,6 +11,7 @@ binding that port with SO_REUSEPORT), replaces workers that die, and serves the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from server.app import state_directory
@@ -48,15 +49,19 @@ _EXIT_MARGIN_S = 10.0
 _KILL_WAIT_S = 5.0
 
 
-def worker_settings(settings: ServerSettings, port: int) -> ServerSettings:
-    """What each worker runs: the reserved port shared via SO_REUSEPORT, no HTTP side port, and the admin
-    token read once here (OSError when its file cannot be read), so that every worker enforces the same one."""
+def worker_settings(settings: ServerSettings, port: int, admin_port: int | None = None) -> ServerSettings:
+    """What each worker runs: the reserved ports (gRPC, and the admin listener's if any) shared via SO_REUSEPORT,
+    no HTTP side port, and the admin token read once here (OSError when its file cannot be read), so that every
+    worker enforces the same one."""
+    admin = with_token_read(settings.admin)
+    if admin_port is not None:
+        admin = admin.model_copy(update={"port": admin_port})
     return settings.model_copy(
         update={
             "workers": 1,
             "grpc": settings.grpc.model_copy(update={"port": port, "reuse_port": True}),
             "http": settings.http.model_copy(update={"enabled": False}),
-            "admin": with_token_read(settings.admin),
+            "admin": admin,
         }
     )
 
@@ -77,6 +82,9 @@ class Supervisor:
         self._exit_code = 0
         self._stop: asyncio.Event | None = None
         self._hub: CoordinationHub | None = None
+        self._restarts = Counter(
+            "inference_worker_restarts", "Workers replaced after exiting while the server was serving.", registry=None
+        )
 
     def is_ready(self) -> bool:
         return self._all_ready and not self._stopping
@@ -87,10 +95,14 @@ class Supervisor:
         self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop)
-        grpc = self._settings.grpc
-        with reserve_port(grpc.host, grpc.port) as reserved:
-            port = int(reserved.getsockname()[1])
-            self._child_settings = worker_settings(self._settings, port)
+        grpc, admin = self._settings.grpc, self._settings.admin
+        with contextlib.ExitStack() as reservations:
+            port = int(reservations.enter_context(reserve_port(grpc.host, grpc.port)).getsockname()[1])
+            admin_port = None
+            if admin.port is not None:
+                admin_host = admin.listener_host(grpc.host)
+                admin_port = int(reservations.enter_context(reserve_port(admin_host, admin.port)).getsockname()[1])
+            self._child_settings = worker_settings(self._settings, port, admin_port)
             registry = self._metrics_registry()
             http, http_port = await self._start_http(registry)
             drift = DriftMonitor(
@@ -103,10 +115,15 @@ class Supervisor:
             self._hub = self._start_hub(registry, drift)
             judging = asyncio.create_task(self._hub.judge.run(), name="canary judge")
             scoring = asyncio.create_task(drift.run(), name="drift monitor")
-            log.info(
-                "server listening",
-                extra={"grpc_port": port, "http_port": http_port, "host": grpc.host, "workers": self._settings.workers},
-            )
+            listening = {
+                "grpc_port": port,
+                "http_port": http_port,
+                "host": grpc.host,
+                "workers": self._settings.workers,
+            }
+            if admin_port is not None:
+                listening["admin_port"] = admin_port
+            log.info("server listening", extra=listening)
             try:
                 for slot in range(self._settings.workers):
                     self._spawn(slot)
@@ -127,6 +144,7 @@ class Supervisor:
         # prometheus_client's multiprocess module has no annotations.
         MultiProcessCollector(registry, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
         registry.register(ProcessTreeCollector(lambda: [w.pid for w in self._workers.values()]))
+        registry.register(self._restarts)
         return registry
 
     async def _start_http(self, registry: CollectorRegistry) -> tuple[SideHttpServer | None, int]:
@@ -180,6 +198,7 @@ class Supervisor:
         else:
             try:
                 self._spawn(worker.slot)
+                self._restarts.inc()
             except OSError as error:  # raised inside a loop callback, it would only be logged
                 self._fail(f"could not start a replacement worker: {error}")
 

@@ -216,6 +216,52 @@ def test_the_cli_speaks_tls_and_presents_a_client_certificate(
     assert "--tls-cert and --tls-key together" in capsys.readouterr().err
 
 
+INFER_PATH = f"/{INFERENCE_SERVICE.full_name}/ModelInfer"
+INDEX_PATH = f"/{INFERENCE_SERVICE.full_name}/RepositoryIndex"
+HEALTH_PATH = "/grpc.health.v1.Health/Check"
+
+
+async def test_an_admin_listener_serves_the_admin_rpcs_and_the_grpc_port_refuses_them(
+    repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Public gRPC host, loopback admin listener: the policy is judged where admin calls arrive (open on loopback).
+    monkeypatch.setenv("SERVER_ADMIN_PORT", "0")
+    monkeypatch.setenv("SERVER_ADMIN_HOST", "127.0.0.1")
+    async with running_app(repository, host="0.0.0.0") as app:
+        assert app.admin_port is not None and app.admin_port != app.grpc_port
+        public, admin = f"127.0.0.1:{app.grpc_port}", f"127.0.0.1:{app.admin_port}"
+        for path in ADMIN_PATHS:
+            code, message = await acall(public, path)
+            assert code is grpc.StatusCode.PERMISSION_DENIED and "--admin-port" in message, path
+            assert (await acall(admin, path))[0] not in REFUSED, path
+        for path in (INDEX_PATH, HEALTH_PATH):
+            assert (await acall(admin, path))[0] is grpc.StatusCode.OK, path
+        assert (await acall(admin, INFER_PATH))[0] is grpc.StatusCode.UNIMPLEMENTED  # no inference there
+        assert (await acall(public, OPEN_PATHS[0]))[0] is grpc.StatusCode.OK
+
+
+async def test_the_admin_listener_needs_the_token_when_one_is_set(
+    repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVER_ADMIN_PORT", "0")
+    monkeypatch.setenv("SERVER_ADMIN_TOKEN", TOKEN)
+    async with running_app(repository) as app:
+        admin = f"127.0.0.1:{app.admin_port}"
+        for path in ADMIN_PATHS:
+            assert (await acall(admin, path))[0] is grpc.StatusCode.UNAUTHENTICATED, path
+            assert (await acall(admin, path, [("authorization", f"Bearer {TOKEN}")]))[0] not in REFUSED, path
+
+
+def test_workers_share_the_admin_listener(repository: Path) -> None:
+    with ServerProcess(repository, "--workers", "2", "--admin-port", "0") as server:
+        [listening] = [line for line in server.logs if line.get("msg") == "server listening"]
+        admin = f"127.0.0.1:{listening['admin_port']}"
+        for _ in range(4):  # new connections, spread over both workers
+            assert call(admin, f"/{ADMIN_SERVICE.full_name}/GetRouting")[0] is grpc.StatusCode.OK
+        code, message = call(server.address, f"/{ADMIN_SERVICE.full_name}/GetRouting")
+        assert code is grpc.StatusCode.PERMISSION_DENIED and "--admin-port" in message
+
+
 def test_every_worker_enforces_the_token(repository: Path, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
