@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -19,7 +18,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from server.admin.servicer import RoutingAdminServicer
 from server.confinement import RepositoryConfinement
-from server.coordination.remote import WorkerLink
+from server.coordination.remote import MODELS_NOT_READY, MODELS_READY, WorkerLink
 from server.core import InferenceCore
 from server.errors import ServerError
 from server.grpc.draining import QUIET_MAX_S, Drain
@@ -31,9 +30,8 @@ from server.http.side_server import SideHttpServer
 from server.predictions.monitor import DriftMonitor, VersionReference
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
-from server.runtime.heap import GlibcHeap, HeapTrimmer
-from server.runtime.pool import InferencePool
-from server.runtime.priority import lower_this_thread
+from server.repository.scanner import layout_for
+from server.runtime.resources import ComputeResources
 from server.security.admin_policy import AdminPolicy
 from server.settings import ServerSettings
 from server.telemetry.access import AccessLog
@@ -67,6 +65,13 @@ def state_directory(settings: ServerSettings) -> Path:
     return settings.state_dir if settings.state_dir is not None else settings.model_repository / ".server-state"
 
 
+#: Logged (with the role) when the server started but strict readiness keeps it not ready.
+NOT_READY_MESSAGE = (
+    "%s started but is not ready: strict readiness needs a ready version of every model in the repository "
+    "(see 'not_ready'; --lenient-readiness reports ready anyway)"
+)
+
+
 class App:
     """One server process: gRPC endpoint, HTTP side port, repository and runtime pools."""
 
@@ -87,29 +92,22 @@ class App:
         self.http_port = 0
         self._ready = False
         self._stopped = False
-        # Compute runs a few nice steps below the event loop, which every model's calls go through
-        # (server.runtime.priority); ONNX Runtime's threads inherit it from the load threads.
-        nice = settings.runtime.compute_nice
-        self._infer_pool = InferencePool(settings.runtime.inference_threads, nice=nice)
-        self._load_pool = ThreadPoolExecutor(
-            settings.runtime.load_threads, thread_name_prefix="load", initializer=lower_this_thread, initargs=(nice,)
-        )
-        # Gives memory freed after large requests back to the operating system (server.runtime.heap).
-        trim_above = settings.runtime.heap_trim_mib << 20
-        self._heap_trimmer = HeapTrimmer(GlibcHeap(), trim_above) if trim_above > 0 else None
+        self._link = link
+        self._models_ready_reported: bool | None = None
+        self._compute = ComputeResources.from_settings(settings.runtime)
         # First in the registry, so that every scrape reads the samples buffered until that moment.
         self.registry.register(BeforeCollect(self.flush_metrics))
         self.metrics = ServerMetrics(self.registry)
         ProcessCollector(registry=self.registry)  # process_* (memory, CPU, file descriptors) of this process
-        self.health = HealthBridge()
+        self.health = HealthBridge(self.is_ready)
         # Admits the inference calls; on stop, refuses new ones (UNAVAILABLE) and waits for those in flight.
         self.drain = Drain()
         # This process's tracer provider (under --workers: each worker's own); None while tracing is off.
         self.tracing = build_tracing(settings.tracing)
         loader = OnnxVersionLoader(
             settings.runtime,
-            self._load_pool,
-            self._infer_pool,
+            self._compute.loading,
+            self._compute.inference,
             self.metrics.recorder,
             None if self.tracing is None else self.tracing.batches.executed,
             confinement=RepositoryConfinement(settings.model_repository, settings.allow_external_model_files),
@@ -120,6 +118,7 @@ class App:
         self.control = RoutingControl(
             store, owner=link is None, on_change=None if judge_metrics is None else judge_metrics.changed
         )
+        self.layout = layout_for(settings.model_repository, settings.model_name)
         self.repository = ModelRepository(
             settings.model_repository,
             loader,
@@ -127,6 +126,7 @@ class App:
             listeners=(self._on_model_change, self.health.on_model_change, *(() if link is None else (link.report,))),
             routing=self.control.policy,
             allow_external_files=settings.allow_external_model_files,
+            layout=self.layout,
         )
         self.router = Router(self.repository, on_invalid_key=self.metrics.sticky_key_rejected)
         self.shadows = ShadowRunner(ShadowMetrics(self.registry))
@@ -175,7 +175,18 @@ class App:
         self._http: SideHttpServer | None = None
         self._background: list[asyncio.Task[None]] = []
 
+    def _report_models_ready(self) -> None:
+        """Under --workers, tell the supervisor when this worker's strict readiness changes (it is ready only
+        while every worker is)."""
+        if self._link is None or not self._ready:
+            return
+        ready = not self.settings.strict_readiness or self.repository.every_model_ready()
+        if ready != self._models_ready_reported:
+            self._models_ready_reported = ready
+            self._link.notify(MODELS_READY if ready else MODELS_NOT_READY)
+
     def _on_model_change(self, record: ModelRecord) -> None:
+        self._report_models_ready()
         weights = {} if record.routing is None else record.routing.weights
         ready = {version: version in record.loaded for version in record.status}
         self.metrics.set_readiness(record.name, ready, weights)
@@ -209,7 +220,10 @@ class App:
             self.flush_metrics(predictions=every > 0 and ticks % every == 0)
 
     def is_ready(self) -> bool:
-        return self._ready
+        """Serving, and under strict readiness (the default) every model in the repository has a ready version."""
+        if not self._ready:
+            return False
+        return not self.settings.strict_readiness or self.repository.every_model_ready()
 
     async def start(self) -> None:
         """Bind both ports, load the repository, then report ready."""
@@ -239,17 +253,44 @@ class App:
             listening.update(admin_port=self.admin_port, admin_host=admin_host)
         log.info("%s listening", self.role, extra={**listening, "host": grpc_settings.host})
         self._log_admin_access()
+        self._log_layout()
         await self.repository.load_all()
-        if self._heap_trimmer is not None:
-            self._heap_trimmer.start()
+        self._compute.start()
         self._background.append(asyncio.create_task(self._flush_periodically(), name="metrics flush"))
         if self.judge is not None:  # under --workers the supervisor judges, on every worker's traffic
             self._background.append(asyncio.create_task(self.judge.run(), name="canary judge"))
         if self.drift is not None:
             self._background.append(asyncio.create_task(self.drift.run(), name="drift monitor"))
         self._ready = True
-        await self.health.set_server_serving(True)
-        log.info("%s ready", self.role, extra={"models": [r.name for r in self.repository.records() if r.ready]})
+        await self.health.follow_server_readiness()
+        self._report_models_ready()
+        records = self.repository.records()
+        if self.is_ready():
+            log.info("%s ready", self.role, extra={"models": [r.name for r in records if r.ready]})
+        else:
+            log.warning(
+                NOT_READY_MESSAGE,
+                self.role,
+                extra={
+                    "event": "not_ready",
+                    "models": [r.name for r in records if r.ready],
+                    "not_ready": [r.name for r in records if not r.ready],
+                },
+            )
+
+    def _log_layout(self) -> None:
+        layout, name = self.layout, self.settings.model_name
+        if layout.single_model is not None:
+            log.info(
+                "the model repository is one model's directory; serving it as one model",
+                extra={"event": "single_model_directory", "model": layout.single_model, "path": str(layout.root)},
+            )
+        elif name is not None:
+            log.warning(
+                "--model-name names the model of a single model directory; the repository holds model directories, "
+                "so it is ignored",
+                extra={"event": "model_name_ignored", "path": str(layout.root)},
+            )
 
     def _log_admin_access(self) -> None:
         """Say how the admin RPCs are protected; warn when anyone who reaches the port may use them."""
@@ -305,10 +346,7 @@ class App:
         await self.repository.unload_all()
         if self._http is not None:
             await self._http.stop()
-        self._infer_pool.shutdown()
-        self._load_pool.shutdown(wait=True, cancel_futures=True)
-        if self._heap_trimmer is not None:
-            await asyncio.to_thread(self._heap_trimmer.stop)
+        await self._compute.close()
         if self.tracing is not None:  # last: every request and batch span has ended by now
             await asyncio.to_thread(self.tracing.shutdown)
         log.info("%s stopped", self.role)

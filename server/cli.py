@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from server import __version__
-from server.lifecycle import run_loop, serve
-from server.settings import SECTIONS, ServerSettings, load_settings
+from server.lifecycle import StartupError, run_loop, serve
+from server.settings import SECTIONS, ServerSettings, load_settings, unknown_environment
+from server.suggestions import describe
 from server.telemetry.logging import configure_logging
 from server.workers.supervisor import run_supervisor
 
@@ -22,7 +24,8 @@ log = logging.getLogger("server")
 #: flag -> (settings section or "" for top level, field, type, help). The help gains the
 #: environment variable and the default from the settings model.
 _FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
-    ("--model-repository", "", "model_repository", Path, "model repository directory"),
+    ("--model-repository", "", "model_repository", Path, "model repository directory, or one model's directory"),
+    ("--model-name", "", "model_name", str, "name of the model when --model-repository is one model's directory"),
     ("--host", "grpc", "host", str, "gRPC bind address"),
     ("--grpc-port", "grpc", "port", int, "gRPC port, 0 = any free port"),
     ("--metrics-host", "http", "host", str, "metrics/health HTTP bind address"),
@@ -102,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="open model files (and reference profiles) that resolve, through symlinks, outside the model "
         "repository [SERVER_ALLOW_EXTERNAL_MODEL_FILES; default False]",
     )
+    parser.add_argument(
+        "--lenient-readiness",
+        action="store_true",
+        help="report ready once the repository was loaded, even if some model failed or none exists "
+        "[SERVER_STRICT_READINESS=false; default: ready only while every model has a ready version]",
+    )
     parser.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio event loop")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -125,18 +134,41 @@ def settings_from_args(argv: Sequence[str] | None) -> ServerSettings:
         overrides["admin"]["allow_unauthenticated"] = True
     if args["allow_external_model_files"]:
         overrides["allow_external_model_files"] = True
+    if args["lenient_readiness"]:
+        overrides["strict_readiness"] = False
     if args["no_uvloop"]:
         overrides["use_uvloop"] = False
     return load_settings(overrides)
+
+
+def _describe_settings_error(error: ValidationError) -> str:
+    """The problems named as the user wrote them (flag and environment variable), with the value given."""
+    section = next((name for name, model in SECTIONS.items() if model.__name__ == error.title), "")
+    model = SECTIONS[section] if section else ServerSettings
+    names = {}
+    for flag, flag_section, field, _, _ in _FLAGS:
+        if flag_section == section:
+            env = f"{model.model_config.get('env_prefix', '')}{field.upper()}"
+            names[field] = f"{flag} ({env})"
+    return describe(error, model, names)
+
+
+def _warn_unknown_environment() -> None:
+    for name, guess in unknown_environment(os.environ).items():
+        log.warning(
+            "environment variable looks like a setting but names none; ignored",
+            extra={"variable": name, "did_you_mean": guess},
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(argv)
     except ValidationError as exc:
-        print(f"invalid settings: {exc}", file=sys.stderr)
+        print(f"invalid settings: {_describe_settings_error(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.log.level, settings.log.format)
+    _warn_unknown_environment()
     if not settings.model_repository.is_dir():
         log.error("model repository is not a directory", extra={"path": str(settings.model_repository)})
         return 2
@@ -144,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.workers > 1:
             return run_supervisor(settings)
         run_loop(serve(settings), settings.use_uvloop)
+    except StartupError:  # logged where it happened, before the stop that followed
+        return 1
     except OSError as exc:
         log.error("server failed to start", extra={"error": str(exc)})
         return 1

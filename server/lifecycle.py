@@ -40,6 +40,10 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
+class StartupError(OSError):
+    """The app could not start (a port taken, a TLS file unreadable); already logged by `serve`."""
+
+
 async def serve(
     settings: ServerSettings,
     *,
@@ -65,7 +69,11 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await app.start()
+        try:
+            await app.start()
+        except OSError as error:  # said first, so the log reads in order: the failure, then the stop
+            log.error("%s failed to start", role, extra={"error": str(error)})
+            raise StartupError(str(error)) from None
         _freeze_startup_objects()
         notify("ready")
         await stop.wait()

@@ -17,6 +17,7 @@ from server.errors import ModelLoadError
 from server.names import shown
 from server.predictions.config import TelemetryConfig
 from server.routing.config import RoutingConfig
+from server.suggestions import describe
 
 CONFIG_FILE = "config.toml"
 
@@ -122,14 +123,6 @@ def _is_relative_inside(filename: str) -> bool:
     return not path.is_absolute() and ".." not in path.parts
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(loc) for loc in item["loc"]) or "(top level)"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
-
-
 def load_model_config(model_dir: Path) -> ModelConfig:
     """Read and validate `model_dir/config.toml`; defaults when the file is absent."""
     path = model_dir / CONFIG_FILE
@@ -142,4 +135,4 @@ def load_model_config(model_dir: Path) -> ModelConfig:
     try:
         return ModelConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ModelLoadError(f"{path} is invalid: {_describe(exc)}") from None
+        raise ModelLoadError(f"{path} is invalid: {describe(exc, ModelConfig)}") from None

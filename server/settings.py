@@ -8,11 +8,14 @@ once loaded.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from server.suggestions import nearest
 
 
 def _section(prefix: str) -> SettingsConfigDict:
@@ -218,7 +221,10 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVER_", frozen=True, extra="forbid")
 
     model_repository: Path = Path("models")
-    """Directory of models: <model>/<version>/model.onnx, optional <model>/config.toml."""
+    """Directory of models: <model>/<version>/model.onnx, optional <model>/config.toml; or one model's directory
+    (<version>/model.onnx, as KServe lays it out at /mnt/models), served as `model_name`."""
+    model_name: str | None = None
+    """Name of the model when model_repository is one model's directory; unset: the directory's name."""
     allow_external_model_files: bool = False
     """Open model files and reference profiles that resolve (through symlinks) outside model_repository."""
     server_name: str = "oip-inference-server"
@@ -227,6 +233,10 @@ class ServerSettings(BaseSettings):
     """Run the event loop on uvloop when it is installed."""
     state_dir: Path | None = None
     """Where run-time routing state (rollbacks, admin weights) persists; unset = <model_repository>/.server-state."""
+    strict_readiness: bool = True
+    """Ready only while every model in the repository has a ready version (and there is at least one model);
+    false: ready once the repository has been loaded, whatever failed (Triton's --strict-readiness=false).
+    Models unloaded on purpose (RepositoryModelUnload) do not count."""
     workers: int = Field(1, ge=1, le=64)
     """Server processes sharing the gRPC port; above 1, a supervisor runs them and merges their metrics."""
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
@@ -268,3 +278,23 @@ def load_settings(overrides: dict[str, Any] | None = None) -> ServerSettings:
         elif value is not None:
             top[key] = value
     return ServerSettings(**top)
+
+
+def environment_names() -> dict[str, str]:
+    """Every environment variable the settings read, mapped to its dotted field ("SERVER_GRPC_PORT": "grpc.port")."""
+    names = {}
+    top_prefix = str(ServerSettings.model_config.get("env_prefix", ""))
+    for field in ServerSettings.model_fields:
+        if field not in SECTIONS:
+            names[f"{top_prefix}{field}".upper()] = field
+    for section, model in SECTIONS.items():
+        prefix = str(model.model_config.get("env_prefix", ""))
+        for field in model.model_fields:
+            names[f"{prefix}{field}".upper()] = f"{section}.{field}"
+    return names
+
+
+def unknown_environment(environ: Mapping[str, str], prefix: str = "SERVER_") -> dict[str, str | None]:
+    """Variables in `environ` that look like settings (`prefix`) but name none, each with the nearest real one."""
+    known = environment_names()
+    return {name: nearest(name, known) for name in sorted(environ) if name.startswith(prefix) and name not in known}

@@ -45,6 +45,9 @@ class ModelSignature:
     unmergeable: str = ""
     """Why requests must never share an execution although the model batches (an output whose first
     dimension is not provably the inputs' batch dimension); empty when merging is safe."""
+    max_batch_size_configured: bool = True
+    """False when `max_batch_size` is the default for a model without one in its config: a request with
+    more rows is then served alone (never merged) instead of refused, since its client never agreed to a limit."""
     input_names: frozenset[str] = field(init=False)
     """Derived from `inputs`: the names a request must carry."""
     output_names: tuple[str, ...] = field(init=False)

@@ -47,7 +47,9 @@ def _check_batch(label: str, signature: ModelSignature, inputs: Mapping[str, npt
     batch = distinct.pop() if distinct else 0
     if batch < 1:
         raise InvalidInputError(f"batch size of a request to model {label} must be at least 1, got {batch}")
-    if batch > signature.max_batch_size:
+    # Past a default limit (no max_batch_size in config.toml) the request runs alone rather than being refused:
+    # the batcher gives a request larger than a batch an execution of its own.
+    if batch > signature.max_batch_size and signature.max_batch_size_configured:
         raise InvalidInputError(
             f"batch size {batch} of a request to model {label} exceeds its max_batch_size {signature.max_batch_size}"
         )

@@ -3,7 +3,8 @@
 Requests (worker -> supervisor): load, unload, routing (a RoutingChange), judge_status, drift.
 Commands (supervisor -> worker): load, unload, routing; each applies here only, and is answered.
 Reports (worker -> supervisor): after every change to a routed model, what the judge needs to know.
-Events (worker -> supervisor): "ready", "draining".
+Events (worker -> supervisor): "ready", "draining", and "models_ready" / "models_not_ready" when the worker's
+strict readiness (every model has a ready version) changes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from server.traffic.judge import CanaryStatus
 from server.traffic.release import ReleaseManager
 
 log = logging.getLogger(__name__)
+
+
+#: Events a worker sends when its strict readiness changes (server.app).
+MODELS_READY = "models_ready"
+MODELS_NOT_READY = "models_not_ready"
 
 
 class WorkerLink:

@@ -20,12 +20,15 @@ from server.model_config import ModelConfig, load_model_config
 from server.names import shown
 from server.repository.policy import select_versions
 from server.repository.records import IndexEntry, ModelRecord, State, VersionStatus
-from server.repository.scanner import ModelSource, has_model, list_models, scan_model
+from server.repository.scanner import ModelSource, RepositoryLayout
 from server.routing.config import RoutingConfig
 from server.routing.table import RoutingTable, default_table
 from server.versions.loaded import LoadedVersion
 
 log = logging.getLogger(__name__)
+
+#: The reason of a model unloaded on purpose (RepositoryModelUnload): not a failure, so strict readiness skips it.
+UNLOADED = "unloaded"
 
 _MAX_VERSION_DIGITS = 255
 """A version is a directory name, and no file system holds a longer one."""
@@ -52,9 +55,12 @@ class ModelRepository:
         listeners: Sequence[ChangeListener] = (),
         routing: RoutingPolicy = default_table,
         allow_external_files: bool = False,
+        layout: RepositoryLayout | None = None,
     ) -> None:
-        """`allow_external_files`: open model files that resolve outside `root` (see server.confinement)."""
+        """`allow_external_files`: open model files that resolve outside `root` (see server.confinement).
+        `layout`: where each model's directory is (default: `root/<name>`; see server.repository.scanner)."""
         self._root = root
+        self._layout = layout if layout is not None else RepositoryLayout(root)
         self._confinement = RepositoryConfinement(root, allow_external_files)
         self._loader = loader
         self._route = routing
@@ -93,7 +99,7 @@ class ModelRepository:
         Admin calls check this before any per-name state is made, so a flood of made-up names
         (of any length) leaves nothing behind.
         """
-        if name in self._records or await asyncio.to_thread(has_model, self._root, name):
+        if name in self._records or await asyncio.to_thread(self._layout.has, name):
             return
         raise ModelNotFoundError(
             f"model {shown(name)!r} has no directory in the repository {self._root}{self._known_hint()}"
@@ -118,6 +124,11 @@ class ModelRepository:
         available = ", ".join(str(v) for v in sorted(record.loaded)) or "none"
         raise ModelNotFoundError(f"version {number} of model '{name}' does not exist; ready versions: {available}")
 
+    def every_model_ready(self) -> bool:
+        """At least one model, and every model not unloaded on purpose has a ready version (strict readiness)."""
+        records = [record for record in self._records.values() if record.reason != UNLOADED]
+        return bool(records) and all(record.ready for record in records)
+
     def is_ready(self, name: str, version: str = "") -> bool:
         try:
             self.resolve(name, version)
@@ -136,7 +147,7 @@ class ModelRepository:
 
     async def index(self, ready_only: bool = False) -> list[IndexEntry]:
         """Every model on disk or known, one entry per version, with state and reason."""
-        on_disk = await asyncio.to_thread(list_models, self._root)
+        on_disk = await asyncio.to_thread(self._layout.names)
         entries: list[IndexEntry] = []
         for name in sorted(set(on_disk) | set(self._records)):
             record = self._records.get(name)
@@ -156,17 +167,18 @@ class ModelRepository:
 
     async def load_all(self) -> None:
         """Load every model on disk concurrently; failures are recorded, not raised."""
-        names = await asyncio.to_thread(list_models, self._root)
+        names = await asyncio.to_thread(self._layout.names)
         results = await asyncio.gather(*(self.load(name) for name in names), return_exceptions=True)
         for name, result in zip(names, results, strict=True):
-            if isinstance(result, BaseException):
+            # A ModelLoadError was logged where it happened, with its detail; only the unexpected is logged here.
+            if isinstance(result, BaseException) and not isinstance(result, ModelLoadError):
                 log.error("model failed to load", extra={"model": name, "reason": str(result)})
 
     async def load(self, name: str) -> ModelRecord:
         """Load or reload a model from disk. Raises if no version could be loaded."""
         await self.require_known(name)
         async with self._locks.hold(name):
-            source = await asyncio.to_thread(scan_model, self._root, name)
+            source = await asyncio.to_thread(self._layout.scan, name)
             if source is None:  # removed from disk since require_known
                 raise ModelNotFoundError(
                     f"model {shown(name)!r} has no directory in the repository {self._root}{self._known_hint()}"
@@ -192,8 +204,8 @@ class ModelRepository:
             unloading = {v: VersionStatus(State.UNLOADING) for v in old.loaded}
             self._publish(ModelRecord(name, old.config, status={**old.status, **unloading}))
             await self._retire(old.loaded.values())
-            unloaded = {v: VersionStatus(State.UNAVAILABLE, "unloaded") for v in old.status}
-            self._publish(ModelRecord(name, old.config, status=unloaded, reason="unloaded"))
+            unloaded = {v: VersionStatus(State.UNAVAILABLE, UNLOADED) for v in old.status}
+            self._publish(ModelRecord(name, old.config, status=unloaded, reason=UNLOADED))
             log.info("model unloaded", extra={"model": name})
 
     async def reroute(self, name: str) -> ModelRecord:
@@ -278,6 +290,7 @@ class ModelRepository:
                 ) from None
             unavailable = {v: VersionStatus(State.UNAVAILABLE, str(exc)) for v in status}
             self._publish(ModelRecord(name, config, status=unavailable, reason=str(exc)))
+            log.error("model unavailable", extra={"model": name, "reason": str(exc)})
             raise
         record = ModelRecord(name, config, loaded, status, routing=routing)
         self._publish(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -60,12 +61,28 @@ def _session_options(config: ModelConfig, defaults: RuntimeSettings) -> Any:
     return options
 
 
+@functools.cache
+def _load_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the nvidia-* wheels, when onnxruntime-gpu was installed with its [cuda,cudnn]
+    extras (the GPU image) rather than beside a system CUDA. Once per process; harmless where they are absent."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as error:  # a system CUDA install may still serve; the session will say if not
+        log.debug("onnxruntime.preload_dlls failed", extra={"error": str(error)})
+
+
 def load_onnx_model(path: Path, config: ModelConfig, defaults: RuntimeSettings) -> LoadedOnnxModel:
     """Create the sessions for one version. Blocking: call it from a worker thread."""
     if not path.is_file():
         raise ModelLoadError(f"model file {path} does not exist")
     requested = config.runtime.providers if config.runtime.providers is not None else defaults.providers
-    providers = choose_providers(requested, ort.get_available_providers())
+    available = ort.get_available_providers()
+    providers = choose_providers(requested, available)
+    if "CUDAExecutionProvider" in providers:
+        _load_cuda_libraries()
     options = _session_options(config, defaults)
     sessions = []
     try:

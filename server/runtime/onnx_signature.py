@@ -93,4 +93,10 @@ def signature_from_session(session: Any, configured_max_batch: int | None) -> Mo
     else:
         max_batch = configured_max_batch
     unmergeable = merge_blocker(input_nodes, output_nodes) if max_batch > 0 else ""
-    return ModelSignature(inputs=inputs, outputs=outputs, max_batch_size=max_batch, unmergeable=unmergeable)
+    return ModelSignature(
+        inputs=inputs,
+        outputs=outputs,
+        max_batch_size=max_batch,
+        unmergeable=unmergeable,
+        max_batch_size_configured=configured_max_batch is not None,
+    )

@@ -7,6 +7,7 @@ repository directory, as the workers did, and rereads a file only when it change
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from server.confinement import OutsideRepositoryError, RepositoryConfinement
@@ -46,14 +47,19 @@ def _mtime(path: Path) -> float:
 class RepositoryReferences:
     """From the repository directory (the --workers supervisor, which loads no models)."""
 
-    def __init__(self, repository: Path, allow_external_files: bool = False) -> None:
-        """`allow_external_files`: read profiles that resolve outside `repository` (see server.confinement)."""
-        self._repository = repository
+    def __init__(
+        self, repository: Path, model_dir: Callable[[str], Path | None], allow_external_files: bool = False
+    ) -> None:
+        """`model_dir`: where a model's directory is (`RepositoryLayout.model_dir`; None: no such model).
+        `allow_external_files`: read profiles that resolve outside `repository` (see server.confinement)."""
+        self._model_dir = model_dir
         self._confinement = RepositoryConfinement(repository, allow_external_files)
         self._cache: dict[tuple[str, int], tuple[tuple[float, float], VersionReference]] = {}
 
     def __call__(self, model: str, version: int) -> VersionReference | None:
-        model_dir = self._repository / model
+        model_dir = self._model_dir(model)
+        if model_dir is None:
+            return None
         profile_path = model_dir / str(version) / PROFILE_FILE
         stamp = (_mtime(model_dir / CONFIG_FILE), _mtime(profile_path))
         cached = self._cache.get((model, version))

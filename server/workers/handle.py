@@ -8,6 +8,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 
 from server.coordination.channel import Channel, Message
+from server.coordination.remote import MODELS_NOT_READY, MODELS_READY
 from server.settings import ServerSettings
 from server.workers.worker import worker_main
 
@@ -19,6 +20,8 @@ class WorkerHandle:
         self.slot = slot
         self.pid = process.pid or 0
         self.ready = False
+        self.models_ready = True
+        """False while the worker reports that some model has no ready version (strict readiness)."""
         self.exitcode: int | None = None
         self._process = process
         self._loop = loop
@@ -45,7 +48,11 @@ class WorkerHandle:
 
     def _received(self, message: Message) -> None:
         if message.get("type") == "event":
-            self.ready = message.get("event") == "ready"
+            event = message.get("event")
+            if event in (MODELS_READY, MODELS_NOT_READY):
+                self.models_ready = event == MODELS_READY
+            else:
+                self.ready = event == "ready"
         if self._on_message is not None:
             self._on_message(self, message)
 

@@ -23,12 +23,13 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from server.app import state_directory
+from server.app import NOT_READY_MESSAGE, state_directory
 from server.coordination.channel import Message
 from server.coordination.hub import CoordinationHub
 from server.http.side_server import SideHttpServer
 from server.lifecycle import run_loop
 from server.predictions.monitor import DriftMonitor
+from server.repository.scanner import layout_for
 from server.security.admin_policy import with_token_read
 from server.settings import ServerSettings
 from server.telemetry.judge_metrics import JudgeMetrics
@@ -108,7 +109,9 @@ class Supervisor:
             drift = DriftMonitor(
                 live=lambda: read_live_counts(registry.collect()),
                 references=RepositoryReferences(
-                    self._settings.model_repository, self._settings.allow_external_model_files
+                    self._settings.model_repository,
+                    layout_for(self._settings.model_repository, self._settings.model_name).model_dir,
+                    self._settings.allow_external_model_files,
                 ),
             )
             registry.register(DriftGauge(drift.scores))  # here only: one drift value per version per server
@@ -204,9 +207,13 @@ class Supervisor:
 
     def _update_readiness(self) -> None:
         workers = self._workers.values()
-        ready = len(self._workers) == self._settings.workers and all(w.ready for w in workers)
-        if ready and not self._all_ready:
+        started = len(self._workers) == self._settings.workers and all(w.ready for w in workers)
+        ready = started and all(w.models_ready for w in workers)  # strict readiness, as each worker judges it
+        if started and not self._started:
             self._started = True
+            if not ready:
+                log.warning(NOT_READY_MESSAGE, "server", extra={"event": "not_ready"})
+        if ready and not self._all_ready:
             log.info("server ready", extra={"pids": sorted(w.pid for w in workers)})
         self._all_ready = ready
 

@@ -172,3 +172,19 @@ async def test_model_config_reports_the_batching_policy(tmp_path: Path) -> None:
         assert rows.dynamic_batching.default_queue_policy.max_queue_size == 7
         off = (await stub.ModelConfig(pb.ModelConfigRequest(name="off"))).config
         assert off.WhichOneof("scheduling_choice") is None
+
+
+async def test_a_request_larger_than_the_default_batch_runs_alone(tmp_path: Path) -> None:
+    # No config.toml: the default max_batch_size (32) is not the client's limit, so 100 rows run in one execution.
+    onnx_models.write_model(tmp_path, "plain", onnx_models.identity("FP32"))
+    onnx_models.write_model(tmp_path, "limited", onnx_models.identity("FP32"), config="max_batch_size = 32\n")
+    async with stub_for(tmp_path) as stub:
+        rows = np.arange(300, dtype=np.float32).reshape(100, 3)
+        small_calls = [stub.ModelInfer(infer_request("plain", {"INPUT0": rows[:1]})) for _ in range(8)]
+        big, *smalls = await asyncio.gather(stub.ModelInfer(infer_request("plain", {"INPUT0": rows})), *small_calls)
+        np.testing.assert_array_equal(raw_to_array(big.raw_output_contents[0], "FP32", [100, 3]), rows)
+        assert all(len(response.raw_output_contents[0]) == 12 for response in smalls)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:  # an explicit limit is the client's contract
+            await stub.ModelInfer(infer_request("limited", {"INPUT0": rows}))
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "exceeds its max_batch_size 32" in (refused.value.details() or "")

@@ -51,7 +51,8 @@ async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, str]
 async def test_grpc_health_for_server_and_each_model(channel: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
     check = health_pb2.HealthCheckRequest
-    assert (await health.Check(check(service=""))).status == SERVING
+    # Strict readiness (the default): "corrupt" failed to load, so the server as a whole is not ready.
+    assert (await health.Check(check(service=""))).status == NOT_SERVING
     assert (await health.Check(check(service="simple"))).status == SERVING
     assert (await health.Check(check(service="corrupt"))).status == NOT_SERVING
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -125,7 +126,7 @@ async def test_statistics_count_requests(channel: grpc.aio.Channel) -> None:
 
 async def test_http_health_and_metrics(app: App, channel: grpc.aio.Channel) -> None:
     assert await http_get(app.http_port, "/v2/health/live") == (200, "live\n")
-    assert await http_get(app.http_port, "/v2/health/ready") == (200, "ready\n")
+    assert await http_get(app.http_port, "/v2/health/ready") == (503, "not ready\n")  # "corrupt" failed: strict
     assert (await http_get(app.http_port, "/nope"))[0] == 404
     assert (await http_get(app.http_port, "/metrics", method="POST"))[0] == 405
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -154,3 +155,10 @@ def test_scalar_input_without_batching() -> None:
         inputs=(TensorSpec("s", "INT32", ()),), outputs=(TensorSpec("o", "INT32", ()),), max_batch_size=0
     )
     assert validate_request(_request(s=np.array(3, np.int32)), signature, LABEL) == ("o",)
+
+
+def test_batch_above_a_default_max_runs_alone_instead_of_being_refused() -> None:
+    # No max_batch_size in config.toml: the client never agreed to the server's default limit.
+    default = dataclasses.replace(SIGNATURE, max_batch_size_configured=False)
+    outputs = validate_request(_request(**_ok_inputs(9)), default, "m:1")
+    assert outputs == default.output_names

@@ -69,8 +69,9 @@ class ServerProcess:
             self.logs.append(entry)
             if entry.get("msg") == "server listening":
                 self.grpc_port, self.http_port = entry["grpc_port"], entry["http_port"]
-            if entry.get("msg") == "server ready":
-                self._ready.set()
+            started = entry.get("event") == "not_ready" and str(entry.get("msg", "")).startswith("server ")
+            if entry.get("msg") == "server ready" or started:
+                self._ready.set()  # started: ready, or not ready under strict readiness (some model failed)
 
     def terminate(self) -> None:
         """Send SIGTERM (graceful drain) without waiting."""
