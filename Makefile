@@ -11,32 +11,38 @@ GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 
-# The install commands, shared with the Dockerfile (tests/test_packaging.py checks they match).
-INSTALL_RUNTIME := pip install --no-cache-dir .
-INSTALL_DEV := pip install -e '.[dev]'
+# The install commands, shared with the Dockerfile (tests/test_packaging.py checks they match). constraints.txt pins
+# every package to versions tested together, so installs are fast (no backtracking) and reproducible;
+# `make constraints` rewrites it from a fresh resolution.
+INSTALL_RUNTIME := pip install --no-cache-dir -c constraints.txt .
+INSTALL_DEV := pip install -c constraints.txt -e '.[dev]'
 
-.PHONY: run test lint typecheck unit stubs models loadtest-setup clean
+.PHONY: run test lint typecheck unit stubs models loadtest-setup observability-setup constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+$(VENV)/.runtime: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m $(INSTALL_RUNTIME)
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
+$(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m $(INSTALL_DEV)
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m server --model-repository $(MODELS) --host $(HOST) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: lint typecheck loadtest-setup unit
+test: lint typecheck loadtest-setup observability-setup unit
 
 # h2load (Debian nghttp2-client) for the load test's h2load engine; its tests are skipped without it.
 loadtest-setup:
 	@bash loadtest/setup_h2load.sh || echo "h2load is not installed: the h2load engine and its tests are unavailable"
+
+# promtool (Debian package prometheus) checks and unit-tests deploy/prometheus/alerts.yaml; its tests are skipped without it.
+observability-setup:
+	@bash deploy/prometheus/setup_promtool.sh || echo "promtool is not installed: the alert rule tests are skipped"
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -53,6 +59,14 @@ stubs: $(VENV)/.dev
 
 models: $(VENV)/.dev
 	$(BIN)/python models/build.py
+
+# Resolve the dev environment afresh in a throw-away venv and pin what it chose.
+constraints:
+	rm -rf build/constraints-venv && $(PYTHON) -m venv build/constraints-venv
+	build/constraints-venv/bin/python -m pip install --quiet --upgrade pip
+	build/constraints-venv/bin/python -m pip install --quiet -e '.[dev]'
+	( echo "# Pinned by \`make constraints\`: every dependency of the server and its dev tools, tested together."; \
+	  build/constraints-venv/bin/python -m pip freeze --all --exclude-editable | grep -v -e '^oip-inference-server' -e '^pip==' ) > constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

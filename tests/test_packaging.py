@@ -112,3 +112,26 @@ def test_wheel_contains_packages_stubs_and_type_markers(tmp_path: Path) -> None:
     ):
         assert required in names, required
     assert not any(name.startswith(("tests/", "models/")) for name in names)
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_constraints_pin_every_dependency_and_every_install_uses_them() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_requirement_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    wanted = {name for name in wanted if not name.startswith("uvloop") or sys.platform != "win32"}
+    lines = [line for line in (ROOT / "constraints.txt").read_text().splitlines() if line and not line.startswith("#")]
+    pinned = {_requirement_name(line): line for line in lines}
+    assert all("==" in line for line in lines), [line for line in lines if "==" not in line]
+    assert wanted <= pinned.keys(), sorted(wanted - pinned.keys())
+    assert "-c constraints.txt" in make_variable("INSTALL_RUNTIME") and "-c constraints.txt" in make_variable(
+        "INSTALL_DEV"
+    )
+    assert re.search(r"^COPY .*constraints\.txt", DOCKERFILE, re.MULTILINE)
+
+
+def test_the_docker_context_leaves_out_local_results() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {"loadtest/results", ".venv", "tests", ".git"} <= set(ignored)

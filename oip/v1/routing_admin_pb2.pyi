@@ -51,7 +51,7 @@ class PauseJudgeRequest(_message.Message):
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     model: str
     paused: bool
-    def __init__(self, model: _Optional[str] = ..., paused: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., paused: bool = ...) -> None: ...
 
 class GetRoutingRequest(_message.Message):
     __slots__ = ("model",)
@@ -107,7 +107,7 @@ class VersionRouting(_message.Message):
     failed_checks: int
     verdict_evidence: _containers.ScalarMap[str, float]
     checked_at: str
-    def __init__(self, version: _Optional[int] = ..., ready: _Optional[bool] = ..., configured_weight: _Optional[int] = ..., effective_weight: _Optional[int] = ..., role: _Optional[str] = ..., rolled_back: _Optional[bool] = ..., rollback_reason: _Optional[str] = ..., rolled_back_at: _Optional[str] = ..., rollback_evidence: _Optional[_Mapping[str, float]] = ..., verdict: _Optional[str] = ..., failed_checks: _Optional[int] = ..., verdict_evidence: _Optional[_Mapping[str, float]] = ..., checked_at: _Optional[str] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., ready: bool = ..., configured_weight: _Optional[int] = ..., effective_weight: _Optional[int] = ..., role: _Optional[str] = ..., rolled_back: bool = ..., rollback_reason: _Optional[str] = ..., rolled_back_at: _Optional[str] = ..., rollback_evidence: _Optional[_Mapping[str, float]] = ..., verdict: _Optional[str] = ..., failed_checks: _Optional[int] = ..., verdict_evidence: _Optional[_Mapping[str, float]] = ..., checked_at: _Optional[str] = ...) -> None: ...
 
 class RoutingState(_message.Message):
     __slots__ = ("model", "sticky_key", "shadow_version", "shadow_fraction", "judge_enabled", "judge_paused", "overridden", "versions")
@@ -127,7 +127,7 @@ class RoutingState(_message.Message):
     judge_paused: bool
     overridden: bool
     versions: _containers.RepeatedCompositeFieldContainer[VersionRouting]
-    def __init__(self, model: _Optional[str] = ..., sticky_key: _Optional[str] = ..., shadow_version: _Optional[int] = ..., shadow_fraction: _Optional[float] = ..., judge_enabled: _Optional[bool] = ..., judge_paused: _Optional[bool] = ..., overridden: _Optional[bool] = ..., versions: _Optional[_Iterable[_Union[VersionRouting, _Mapping]]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., sticky_key: _Optional[str] = ..., shadow_version: _Optional[int] = ..., shadow_fraction: _Optional[float] = ..., judge_enabled: bool = ..., judge_paused: bool = ..., overridden: bool = ..., versions: _Optional[_Iterable[_Union[VersionRouting, _Mapping]]] = ...) -> None: ...
 
 class DriftScore(_message.Message):
     __slots__ = ("version", "output", "method", "value", "window_samples")
@@ -151,7 +151,7 @@ class VersionDriftSetup(_message.Message):
     version: int
     has_reference: bool
     min_samples: int
-    def __init__(self, version: _Optional[int] = ..., has_reference: _Optional[bool] = ..., min_samples: _Optional[int] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., has_reference: bool = ..., min_samples: _Optional[int] = ...) -> None: ...
 
 class DriftReport(_message.Message):
     __slots__ = ("model", "scores", "versions")

@@ -5,7 +5,7 @@ import warnings
 
 from oip.v1 import routing_admin_pb2 as oip_dot_v1_dot_routing__admin__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class RoutingAdminStub:
+class RoutingAdminStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -71,7 +71,7 @@ class RoutingAdminStub:
                 _registered_method=True)
 
 
-class RoutingAdminServicer:
+class RoutingAdminServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def GetRouting(self, request, context):
@@ -169,7 +169,7 @@ def add_RoutingAdminServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class RoutingAdmin:
+class RoutingAdmin(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
