@@ -8,6 +8,7 @@ python -m loadtest compare old/report.json new/report.json
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -17,12 +18,11 @@ from pathlib import Path
 from typing import Literal
 
 from loadtest.compare import main_compare
+from loadtest.engines.reachability import GIVE_UP_S
 from loadtest.errors import LoadTestError
 from loadtest.inputs import parse_shapes
-from loadtest.report.json_report import write_json
-from loadtest.report.markdown import write_markdown
-from loadtest.report.plots import write_plots
-from loadtest.report.terminal import Progress, format_table
+from loadtest.report.terminal import Progress
+from loadtest.report.writer import write_reports
 from loadtest.results import LevelResult
 from loadtest.runner import RunOptions, run
 
@@ -66,11 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--windows", type=int, default=3, help="measurement windows per level")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-request deadline, seconds")
     parser.add_argument("--stability", type=float, default=10.0, help="windows within this %% count as stable")
+    parser.add_argument(
+        "--max-unreachable",
+        type=float,
+        default=GIVE_UP_S,
+        help=f"stop once the server has been unreachable this many seconds (default {GIVE_UP_S:g})",
+    )
     parser.add_argument("--baseline", action="store_true", help="also measure the gRPC floor (and ORT ceiling)")
     parser.add_argument("--model-repository", type=Path, help="where the model file is, for the ORT baseline")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="ORT baseline threads (0 = ORT decides)")
     parser.add_argument("--output-dir", type=Path, help="where reports go (default loadtest/results/<model>-<time>)")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (they need matplotlib)")
     return parser
 
 
@@ -83,6 +89,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise LoadTestError("--processes must be between 1 and 64")
     if args.warmup < 0 or args.window <= 0 or args.windows < 1 or args.timeout <= 0:
         raise LoadTestError("--warmup must be >= 0; --window, --windows and --timeout must be positive")
+    if args.max_unreachable <= 0:
+        raise LoadTestError("--max-unreachable must be positive")
     if args.window * args.windows > _MAX_MEASURE_S:
         raise LoadTestError(f"--window x --windows must stay within {_MAX_MEASURE_S:g} s per level")
     if args.model_repository is not None and not args.model_repository.is_dir():
@@ -112,7 +120,17 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         baseline=args.baseline,
         model_repository=args.model_repository,
         intra_op_threads=args.intra_op_threads,
+        max_unreachable_s=args.max_unreachable,
     )
+
+
+def _check_output_dir(path: Path) -> None:
+    """Refuse an output directory that cannot be created or written before measuring, not after."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise LoadTestError(f"--output-dir {path}: {existing} is not a writable directory")
 
 
 def _run(argv: Sequence[str]) -> int:
@@ -120,23 +138,20 @@ def _run(argv: Sequence[str]) -> int:
     options = options_from_args(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = args.output_dir or Path("loadtest") / "results" / f"{options.model}-{stamp}"
+    _check_output_dir(output)
     progress = Progress(sys.stderr)
     command = shlex.join(["python", "-m", "loadtest", *argv])
     report = run(options, command, progress, lambda level: progress.done(f"{level.mode} {level.level:g}", _line(level)))
-    output.mkdir(parents=True, exist_ok=True)
-    write_json(report, output / "report.json")
-    plots = [] if args.no_plots else write_plots(report, output)
-    write_markdown(report, output / "report.md", [path.name for path in plots])
-    print(format_table(report.levels))
-    for name, value in report.ratios.items():
-        print(f"{name}: {value:.3g}")
-    print(f"reports: {output / 'report.json'}, {output / 'report.md'}")
-    return 0
+    # 1 when a reporting step failed (its line says which); report.json is written whatever happens.
+    return 0 if write_reports(report, output, plots=not args.no_plots) else 1
 
 
 def _line(level: LevelResult) -> str:
     p99 = f"{level.latency.p99_ms:.2f} ms" if level.latency else "n/a"
-    return f"{level.throughput_infer_per_s:,.0f} infer/s, p99 {p99}, errors {level.requests_failed}"
+    line = f"{level.throughput_infer_per_s:,.0f} infer/s, p99 {p99}, errors {level.requests_failed}"
+    if level.unreachable:
+        line += "; stopped early: the server stopped answering, so the client backed off and gave up"
+    return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:

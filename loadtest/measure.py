@@ -89,7 +89,7 @@ def summarize(samples: Samples, plan: LoadPlan, batch_size: int, windows: int, t
     duration = samples.measure_end - samples.measure_start
     ok_count = int(ok.sum())
     window_results = _windows(samples, plan.mode, ok_all, latency, windows, batch_size)
-    notes = []
+    notes = _reachability_notes(samples)
     if plan.mode == "open":
         offered = plan.level * duration
         sent = int(measured.sum())
@@ -113,4 +113,30 @@ def summarize(samples: Samples, plan: LoadPlan, batch_size: int, windows: int, t
         stable=is_stable(window_results, tolerance_pct),
         notes=notes,
         total_ok=int(ok_all.sum()),
+        unreachable=samples.stopped,
     )
+
+
+def _reachability_notes(samples: Samples) -> list[str]:
+    notes = []
+    unreachable = "every request failed as unreachable (UNAVAILABLE or a connection error)"
+    if samples.stopped:
+        notes.append(
+            f"stopped early: {unreachable} for {samples.unreachable_s or 0:.1f} s, "
+            "so the client backed off and gave up on the server"
+        )
+    elif samples.unreachable_s is not None:
+        notes.append(
+            f"the server stopped answering {samples.unreachable_s:.1f} s before the level ended: since then "
+            f"{unreachable}, and the client backed off to one probe at a time"
+        )
+    elif samples.processes_gave_up:
+        notes.append(
+            f"{samples.processes_gave_up} of {samples.processes} client processes stopped early: "
+            "the server was unreachable from them"
+        )
+    if samples.not_sent:
+        notes.append(
+            f"{samples.not_sent} scheduled requests were not sent while backing off from an unreachable server"
+        )
+    return notes

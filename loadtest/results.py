@@ -75,6 +75,8 @@ class LevelResult:
     notes: list[str] = field(default_factory=list)
     total_ok: int = 0
     """Successful requests over the whole level, warm-up included: for exact cross-checks with server counters."""
+    unreachable: bool = False
+    """The level stopped early because the server stopped answering (see `notes`); later levels were skipped."""
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from loadtest.baselines import FloorServer, canned_response, measure_onnxruntime
 from loadtest.engines.h2load_engine import run_h2load
 from loadtest.engines.h2load_open import run_h2load_open
 from loadtest.engines.python_engine import LoadPlan, run_python_load
+from loadtest.engines.reachability import GIVE_UP_S
 from loadtest.errors import LoadTestError
 from loadtest.inputs import encode_request, generate_inputs, load_input_file
 from loadtest.machine import machine_facts, package_versions
@@ -45,6 +46,7 @@ class RunOptions:
     baseline: bool = False
     model_repository: Path | None = None
     intra_op_threads: int = 0
+    max_unreachable_s: float = GIVE_UP_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ def _plan(options: RunOptions, level: float) -> LoadPlan:
         processes=options.processes,
         timeout_s=options.timeout_s,
         arrival=options.arrival,
+        max_unreachable_s=options.max_unreachable_s,
     )
 
 
@@ -197,11 +200,14 @@ def run(options: RunOptions, command: str, progress: Progress, on_level: Callabl
         with contextlib.ExitStack() as stack:
             floor = _start_floor(stack, prepared) if options.baseline else None
             floor_levels: list[LevelResult] = []
-            for level in options.levels:
+            for index, level in enumerate(options.levels):
                 label = f"{options.mode} {level:g}"
                 result = run_level(target, options.target, prepared.payload, options, level, progress, label)
                 report.levels.append(result)
                 on_level(result)
+                if result.unreachable:
+                    _skip(options.levels[index + 1 :], progress)
+                    break
                 if floor is not None:
                     # Measured right after the target at the same level, so machine drift hits both alike.
                     floor_levels.append(_floor_level(floor, prepared, options, level, progress))
@@ -213,6 +219,13 @@ def run(options: RunOptions, command: str, progress: Progress, on_level: Callabl
                 report.baselines.append(_onnxruntime_baseline(prepared, options))
     report.ratios = ratios(report)
     return report
+
+
+def _skip(levels: tuple[float, ...], progress: Progress) -> None:
+    """Say that the levels after a dead server's are not measured (the ones measured so far are reported)."""
+    if levels:
+        names = ", ".join(f"{level:g}" for level in levels)
+        progress.done("stopping", f"levels {names} skipped: the server is unreachable")
 
 
 def _plain(value: Any) -> Any:

@@ -33,7 +33,9 @@ def h2load_available() -> bool:
 
 def require_h2load() -> None:
     if not h2load_available():
-        raise LoadTestError("h2load is not installed: run loadtest/setup_h2load.sh (or `make loadtest-setup`)")
+        raise LoadTestError(
+            "h2load is not installed: run loadtest/setup_h2load.sh as root (it runs apt-get install nghttp2-client)"
+        )
 
 
 #: h2load's headers for a gRPC call (HTTP/2 POST of one length-prefixed message).

@@ -4,6 +4,9 @@ Closed loop: a fixed number of requests in flight. Open loop: requests are sent 
 scheduled times (constant spacing or Poisson arrivals) whether or not earlier ones
 have finished, and latency counts from the scheduled time, so a slow server cannot
 hide its queueing by slowing the load down (coordinated omission).
+
+A server that stops answering is probed with backoff instead of loaded, and the level stops once it has been
+unreachable for `LoadPlan.max_unreachable_s` (see `reachability`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from loadtest.engines.reachability import GIVE_UP_S, Reachability
 from loadtest.errors import LoadTestError
 from loadtest.target import INFER_METHOD
 
@@ -50,6 +54,8 @@ class LoadPlan:
     arrival: Literal["constant", "poisson"] = "constant"
     max_requests: int = 2_000_000
     """Per process: a hard bound on the number of requests sent."""
+    max_unreachable_s: float = GIVE_UP_S
+    """Stop once every request has failed as unreachable (UNAVAILABLE, connection errors) for this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,14 @@ class Samples:
     codes: list[str]
     measure_start: float
     measure_end: float
+    unreachable_s: float | None = None
+    """Set when every client process ended with the server unreachable: for how long (the shortest)."""
+    stopped: bool = False
+    """Every client process gave up on an unreachable server, before the level's end."""
+    processes_gave_up: int = 0
+    processes: int = 1
+    not_sent: int = 0
+    """Open loop: scheduled requests not sent while backing off from an unreachable server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +98,28 @@ def _shares(plan: LoadPlan) -> list[_Share]:
     return [_Share(0, rate, i / plan.level, i) for i in range(count)]
 
 
+#: One process's result: send times, finish times, codes, requests not sent, seconds unreachable at the end (None if
+#: the server answered), and whether it gave up.
+_Outcome = tuple[list[float], list[float], list[str], int, float | None, bool]
+#: Per process in the shared counters: successes, failures, and 1 once it gave up on an unreachable server.
+_SLOTS = 3
+
+
 async def _drive(
     address: str, payload: bytes, plan: LoadPlan, share: _Share, start_at: float, counters: Any
-) -> tuple[list[float], list[float], list[str]]:
+) -> _Outcome:
     sent: list[float] = []
     finished: list[float] = []
     codes: list[str] = []
+    reach = Reachability(plan.max_unreachable_s)
     end_at = start_at + plan.warmup_s + plan.measure_s
     options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
     async with grpc.aio.insecure_channel(address, options=options) as channel:
-        await asyncio.wait_for(channel.channel_ready(), _READY_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(channel.channel_ready(), min(_READY_TIMEOUT_S, plan.max_unreachable_s))
+        except TimeoutError:  # the server went away before this level: nothing to measure
+            counters[_SLOTS * share.index + 2] = 1
+            return sent, finished, codes, 0, plan.max_unreachable_s, True
         # Bytes in, bytes out: no protobuf work in the client.
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(INFER_METHOD)
 
@@ -108,36 +134,71 @@ async def _drive(
             sent.append(when)
             finished.append(time.monotonic())
             codes.append(code)
-            counters[2 * share.index + (code != "OK")] += 1
+            reach.record(code)
+            counters[_SLOTS * share.index + (code != "OK")] += 1
 
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        not_sent = 0
         if plan.mode == "closed":
-            budget = [plan.max_requests]
-
-            async def loop() -> None:
-                while time.monotonic() < end_at and budget[0] > 0:
-                    budget[0] -= 1
-                    await one(time.monotonic())
-
-            await asyncio.gather(*(loop() for _ in range(share.concurrency)))
+            await _closed_loop(one, plan, share, end_at, reach)
         else:
-            await _open_loop(one, plan, share, start_at, end_at)
-    return sent, finished, codes
+            not_sent = await _open_loop(one, plan, share, start_at, end_at, reach)
+        if reach.gave_up:  # tell the parent now, so it stops waiting for the end of the level
+            counters[_SLOTS * share.index + 2] = 1
+    return sent, finished, codes, not_sent, reach.unreachable_s if reach.down else None, reach.gave_up
+
+
+async def _closed_loop(
+    one: Callable[[float], Coroutine[Any, Any, None]], plan: LoadPlan, share: _Share, end_at: float, reach: Reachability
+) -> None:
+    budget = [plan.max_requests]
+    probe = asyncio.Lock()
+
+    async def loop() -> None:
+        while time.monotonic() < end_at and budget[0] > 0 and not reach.gave_up:
+            if reach.down:
+                # Backing off: the loops take turns, so the process sends one probe per delay, not one per loop.
+                async with probe:
+                    if reach.gave_up:
+                        return
+                    if reach.down:
+                        await asyncio.sleep(min(reach.next_delay(), max(0.0, end_at - time.monotonic())))
+                        if time.monotonic() >= end_at or reach.gave_up:
+                            return
+                        budget[0] -= 1
+                        await one(time.monotonic())
+                continue
+            budget[0] -= 1
+            await one(time.monotonic())
+
+    await asyncio.gather(*(loop() for _ in range(share.concurrency)))
 
 
 async def _open_loop(
-    one: Callable[[float], Coroutine[Any, Any, None]], plan: LoadPlan, share: _Share, start_at: float, end_at: float
-) -> None:
+    one: Callable[[float], Coroutine[Any, Any, None]],
+    plan: LoadPlan,
+    share: _Share,
+    start_at: float,
+    end_at: float,
+    reach: Reachability,
+) -> int:
+    """Send on schedule; return how many scheduled requests were not sent because the server was unreachable."""
     rng = random.Random(share.index)
     tasks: set[asyncio.Task[None]] = set()
     when = start_at + share.phase_s
+    probe_at = -math.inf
+    not_sent = 0
     for _ in range(plan.max_requests):
-        if when >= end_at:
+        if when >= end_at or reach.gave_up:
             break
         delay = when - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if len(tasks) < _MAX_OUTSTANDING:
+        if reach.down and when < probe_at:
+            not_sent += 1  # backing off: only one scheduled request per delay goes out, as a probe
+        elif len(tasks) < _MAX_OUTSTANDING:
+            if reach.down:
+                probe_at = when + reach.next_delay()
             task = asyncio.ensure_future(one(when))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -145,6 +206,7 @@ async def _open_loop(
         when += gap
     if tasks:
         await asyncio.wait(tasks, timeout=plan.timeout_s + 5)
+    return not_sent
 
 
 def _worker(address: str, payload: bytes, plan: LoadPlan, share: _Share, counters: Any, connection: Connection) -> None:
@@ -182,7 +244,7 @@ def run_python_load(
         raise LoadTestError(f"load level must be positive, got {plan.level}")
     context = multiprocessing.get_context("spawn")
     shares = _shares(plan)
-    counters = context.RawArray("q", 2 * len(shares))
+    counters = context.RawArray("q", _SLOTS * len(shares))
     workers = []
     for share in shares:
         parent, child = context.Pipe()
@@ -200,10 +262,14 @@ def run_python_load(
         measure_start = start_at + plan.warmup_s
         measure_end = measure_start + plan.measure_s
         deadline = measure_end + plan.timeout_s + 30
+
+        def all_gave_up() -> bool:
+            return all(counters[2::_SLOTS])
+
         for moment, hook in ((measure_start, on_measure_start), (measure_end, on_measure_end)):
-            while (now := time.monotonic()) < moment:
+            while (now := time.monotonic()) < moment and not all_gave_up():
                 if on_tick is not None:
-                    on_tick(max(0.0, now - start_at), sum(counters[0::2]), sum(counters[1::2]))
+                    on_tick(max(0.0, now - start_at), sum(counters[0::_SLOTS]), sum(counters[1::_SLOTS]))
                 time.sleep(min(0.25, moment - now))
             if hook is not None:
                 hook()
@@ -225,7 +291,20 @@ def run_python_load(
     sent = np.concatenate([np.asarray(r[0], dtype=np.float64) for r in results])
     finished = np.concatenate([np.asarray(r[1], dtype=np.float64) for r in results])
     codes = [code for r in results for code in r[2]]
-    return Samples(sent=sent, finished=finished, codes=codes, measure_start=measure_start, measure_end=measure_end)
+    unreachable = [r[4] for r in results if r[4] is not None]
+    gave_up = sum(r[5] for r in results)
+    return Samples(
+        sent=sent,
+        finished=finished,
+        codes=codes,
+        measure_start=measure_start,
+        measure_end=measure_end,
+        unreachable_s=min(unreachable) if unreachable and len(unreachable) == len(results) else None,
+        stopped=gave_up == len(results),
+        processes_gave_up=gave_up,
+        processes=len(results),
+        not_sent=sum(r[3] for r in results),
+    )
 
 
 def expected_requests(plan: LoadPlan) -> float:

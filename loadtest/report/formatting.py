@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from loadtest.results import LevelResult
 
@@ -66,3 +66,27 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left_colum
 
     rule = "  ".join("-" * width for width in widths)
     return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+#: What each baseline's number is, in the ratio legend.
+_REFERENCES = {
+    "grpc_floor": "the bare grpc.aio server's (Python gRPC floor)",
+    "onnxruntime": "in-process ONNX Runtime's (compute ceiling, no gRPC)",
+}
+_TAGS = {"c": "concurrency N", "r": "offered rate N req/s"}
+
+
+def ratio_legend(names: Iterable[str]) -> list[str]:
+    """One line per kind of ratio among `names` (as `runner.ratios` names them) saying what it divides by what."""
+    lines: dict[str, str] = {}
+    for name in names:
+        head, _, tag = name.partition("@")
+        kind, _, baseline = head.partition("/")
+        reference = _REFERENCES.get(baseline, f"{baseline}'s")
+        if kind == "target" and tag[:1] in _TAGS:
+            key = f"{head}@{tag[0]}N"
+            lines.setdefault(key, f"{key} = our requests/s divided by {reference} at {_TAGS[tag[0]]}")
+        elif kind == "target_best" and tag.startswith("batch"):
+            key = f"{head}@batchB"
+            lines.setdefault(key, f"{key} = our best inferences/s divided by {reference} at batch size B")
+    return list(lines.values())

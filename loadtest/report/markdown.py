@@ -11,6 +11,7 @@ from loadtest.report.formatting import (
     format_level,
     format_ms,
     format_number,
+    ratio_legend,
     sorted_levels,
 )
 from loadtest.results import BaselineResult, LevelResult, RunReport
@@ -35,8 +36,11 @@ LEVEL_HEADERS = (
 _LATENCY_FIELDS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "mean_ms")
 
 
-def render_markdown(report: RunReport, plot_files: Sequence[str] = ()) -> str:
-    """The whole report as one Markdown document; `plot_files` are image paths relative to the document."""
+def render_markdown(report: RunReport, plot_files: Sequence[str] = (), plots_note: str = "") -> str:
+    """The whole report as one Markdown document; `plot_files` are image paths relative to the document.
+
+    `plots_note` says why there are no plots (e.g. matplotlib is not installed), under the Plots heading.
+    """
     sections = [
         _header(report),
         _machine(report.machine),
@@ -46,15 +50,15 @@ def render_markdown(report: RunReport, plot_files: Sequence[str] = ()) -> str:
         *_results(report.levels),
         *_baselines(report.baselines),
         _ratios(report.ratios),
-        _plots(plot_files),
+        _plots(plot_files, plots_note),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def write_markdown(report: RunReport, path: Path, plot_files: Sequence[str] = ()) -> None:
-    """Write `render_markdown(report, plot_files)` to `path`, creating the parent directory."""
+def write_markdown(report: RunReport, path: Path, plot_files: Sequence[str] = (), plots_note: str = "") -> None:
+    """Write `render_markdown(report, plot_files, plots_note)` to `path`, creating the parent directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_markdown(report, plot_files), encoding="utf-8")
+    path.write_text(render_markdown(report, plot_files, plots_note), encoding="utf-8")
 
 
 def _header(report: RunReport) -> str:
@@ -143,11 +147,13 @@ def _baselines(baselines: Sequence[BaselineResult]) -> list[str]:
 def _ratios(ratios: Mapping[str, float]) -> str:
     if not ratios:
         return ""
-    return "## Ratios\n\n" + _table(("ratio", "value"), ((f"`{k}`", f"{v:.3f}") for k, v in ratios.items()))
+    table = _table(("ratio", "value"), ((f"`{k}`", f"{v:.3f}") for k, v in ratios.items()))
+    legend = "\n".join(f"- `{key}` ={text}" for key, _, text in (line.partition(" =") for line in ratio_legend(ratios)))
+    return "## Ratios\n\n" + table + ("\n\n" + legend if legend else "")
 
 
-def _plots(plot_files: Sequence[str]) -> str:
+def _plots(plot_files: Sequence[str], note: str = "") -> str:
     if not plot_files:
-        return ""
+        return f"## Plots\n\n{note}" if note else ""
     images = [f"![{Path(name).stem.replace('_', ' ')}]({name})" for name in plot_files]
     return "## Plots\n\n" + "\n\n".join(images)

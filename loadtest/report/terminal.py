@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
-from loadtest.report.formatting import format_errors, format_level, format_ms, format_number, sorted_levels, text_table
+from loadtest.report.formatting import (
+    format_errors,
+    format_level,
+    format_ms,
+    format_number,
+    ratio_legend,
+    sorted_levels,
+    text_table,
+)
 from loadtest.results import LevelResult
 
 TABLE_HEADERS = ("mode", "level", "infer/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors", "stable")
@@ -32,6 +40,12 @@ def format_table(levels: Sequence[LevelResult]) -> str:
             )
         )
     return text_table(TABLE_HEADERS, rows)
+
+
+def format_ratios(ratios: Mapping[str, float]) -> str:
+    """`name: value` per ratio, then a legend line per kind of ratio saying what it divides by what."""
+    lines = [f"{name}: {value:.3g}" for name, value in ratios.items()]
+    return "\n".join(lines + [f"legend: {line}" for line in ratio_legend(ratios)])
 
 
 def _is_tty(stream: TextIO) -> bool:

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.engines.h2load_engine import h2load_available
 from tests.support.onnx_models import identity, write_model
 from tests.support.servers import ThreadedServer
+
+#: For tests that run h2load; the reason says how to get it (`make test` tries, as root, and says so).
+needs_h2load = pytest.mark.skipif(
+    not h2load_available(),
+    reason="h2load is not installed: run `make loadtest-setup` as root, or apt-get install nghttp2-client",
+)
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from loadtest.cli import main
-from loadtest.engines.h2load_engine import h2load_available
 from loadtest.target import Target
 from tests.conftest import EXAMPLE_MODELS
+from tests.loadtest.conftest import needs_h2load
 from tests.support.servers import ThreadedServer
 
 QUICK = ["--warmup", "0.3", "--window", "0.5", "--windows", "2", "--processes", "2", "--no-plots"]
@@ -93,7 +93,7 @@ def test_compare_prints_ratios(server: ThreadedServer, tmp_path: Path, capsys) -
     assert "closed" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not h2load_available(), reason="h2load is not installed (make loadtest-setup)")
+@needs_h2load
 def test_h2load_engine_counts_only_server_successes(server: ThreadedServer, tmp_path: Path) -> None:
     out = tmp_path / "h2"
     args = ["--target", server.address, "--model", "fraud", "--concurrency", "4", "--engine", "h2load"]
@@ -105,7 +105,7 @@ def test_h2load_engine_counts_only_server_successes(server: ThreadedServer, tmp_
     assert successes(server) > before + level["requests_ok"]  # warm-up and the probe request come on top
 
 
-@pytest.mark.skipif(not h2load_available(), reason="h2load is not installed (make loadtest-setup)")
+@needs_h2load
 def test_h2load_baseline_loads_the_floor_with_h2load_too(server: ThreadedServer, tmp_path: Path) -> None:
     out = tmp_path / "h2-floor"
     args = ["--target", server.address, "--model", "fraud", "--concurrency", "4", "--engine", "h2load", "--baseline"]

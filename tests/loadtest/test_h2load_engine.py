@@ -7,10 +7,11 @@ import pytest
 
 from loadtest.baselines import FloorServer, canned_response
 from loadtest.engines import h2load_engine
-from loadtest.engines.h2load_engine import grpc_frame, h2load_available, parse_h2load_output, run_h2load
+from loadtest.engines.h2load_engine import grpc_frame, parse_h2load_output, run_h2load
 from loadtest.errors import LoadTestError
 from loadtest.inputs import encode_request
 from loadtest.target import Target
+from tests.loadtest.conftest import needs_h2load
 from tests.support.servers import ThreadedServer
 
 # Captured from h2load nghttp2/1.52.0 against `python -m server` (identity FP32 model):
@@ -65,10 +66,6 @@ time for connect:       85us       134us       115us        21us    75.00%
 time to 1st byte:        0us         0us         0us         0us     0.00%
 req/s           :       0.00        0.00        0.00        0.00   100.00%
 """  # noqa: E501 - verbatim h2load output
-
-needs_h2load = pytest.mark.skipif(
-    not h2load_available(), reason="h2load is not installed (run loadtest/setup_h2load.sh)"
-)
 
 
 def test_grpc_frame_is_flag_length_payload() -> None:

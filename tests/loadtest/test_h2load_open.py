@@ -7,16 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtest.engines.h2load_engine import h2load_available
 from loadtest.engines.h2load_open import read_request_log, run_h2load_open
 from loadtest.errors import LoadTestError
 from loadtest.inputs import encode_request
 from loadtest.target import Target
+from tests.loadtest.conftest import needs_h2load
 from tests.support.servers import ThreadedServer
-
-needs_h2load = pytest.mark.skipif(
-    not h2load_available(), reason="h2load is not installed (run loadtest/setup_h2load.sh)"
-)
 
 
 def test_request_log_columns_become_times_and_codes(tmp_path: Path) -> None:

@@ -110,6 +110,12 @@ def test_markdown_has_facts_numbers_and_images(tmp_path: Path) -> None:
     assert "![a](a.png)" in path.read_text()
 
 
+def test_markdown_explains_the_ratios_and_missing_plots() -> None:
+    text = render_markdown(make_report(), (), plots_note="plots skipped: matplotlib is not installed")
+    assert "- `target/grpc_floor@cN` = our requests/s divided by the bare grpc.aio server's" in text
+    assert text.endswith("## Plots\n\nplots skipped: matplotlib is not installed\n")
+
+
 def test_markdown_of_an_empty_run() -> None:
     report = make_report()
     report.levels, report.baselines, report.ratios = [], [], {}

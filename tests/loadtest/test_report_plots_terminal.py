@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from loadtest.report.plots import write_plots
-from loadtest.report.terminal import Progress, format_table
+from loadtest.report.plots import latency_figure, throughput_figure, write_plots
+from loadtest.report.terminal import Progress, format_ratios, format_table
 from tests.loadtest.test_report_json_markdown import make_level, make_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,6 +38,52 @@ def test_open_loop_only_gives_only_the_latency_plot(tmp_path: Path) -> None:
     ]
     report.levels = [make_level("open", 100, 400.0)]
     assert [path.name for path in write_plots(report, tmp_path / "b")] == ["latency_vs_throughput.png"]
+
+
+def test_a_far_ceiling_gets_its_own_panel_above_a_broken_axis() -> None:
+    report = make_report()  # target up to 8,000 infer/s, floor 9,000; ceiling 12,000 at the run's batch size 4
+    figure = throughput_figure(report)
+    assert figure is not None and len(figure.axes) == 1  # close enough: one axis, the ceiling a dashed line on it
+    (axes,) = figure.axes
+    assert axes.get_ylim()[1] >= 12_000
+    assert "onnxruntime ceiling (batch 4): 12,000 infer/s" in axes.get_legend_handles_labels()[1]
+
+    report.baselines[1].throughput_infer_per_s_by_batch = {1: 30_000.0, 4: 250_000.0}
+    figure = throughput_figure(report)
+    assert figure is not None
+    upper, lower = figure.axes
+    assert upper.get_ylim()[0] < 250_000 < upper.get_ylim()[1]
+    assert lower.get_ylim()[1] < 12_000  # the target and floor keep the whole lower panel
+    (label,) = [text.get_text() for text in upper.texts]
+    assert label == "onnxruntime ceiling (batch 4): 250,000 infer/s; best target = 3.2 % of it"
+    assert lower.get_legend_handles_labels()[1] == ["target (127.0.0.1:8001)", "grpc_floor"]
+
+
+def test_every_latency_point_is_labelled_with_its_level() -> None:
+    figure = latency_figure(make_report())
+    assert figure is not None
+    (axes,) = figure.axes
+    labels = {text.get_text(): text.xy for text in axes.texts}  # type: ignore[attr-defined]
+    assert set(labels) == {"c=1", "c=8", "c=64", "r=500"}
+    assert labels["c=8"] == (1000.0 * 8**0.5, 6.0)  # at the level's p99 point
+    assert "c = requests in flight" in axes.get_title() and "r = offered req/s" in axes.get_title()
+
+
+def test_ratios_print_with_a_legend() -> None:
+    text = format_ratios(
+        {"target/grpc_floor@c8": 0.31415, "target/grpc_floor@c64": 0.5, "target_best/onnxruntime@batch4": 0.02}
+    )
+    assert text.splitlines() == [
+        "target/grpc_floor@c8: 0.314",
+        "target/grpc_floor@c64: 0.5",
+        "target_best/onnxruntime@batch4: 0.02",
+        "legend: target/grpc_floor@cN = our requests/s divided by the bare grpc.aio server's (Python gRPC floor)"
+        " at concurrency N",
+        "legend: target_best/onnxruntime@batchB = our best inferences/s divided by in-process ONNX Runtime's"
+        " (compute ceiling, no gRPC) at batch size B",
+    ]
+    assert format_ratios({"target/grpc_floor@r500": 1.2}).splitlines()[1].endswith("at offered rate N req/s")
+    assert format_ratios({}) == ""
 
 
 def test_format_table() -> None:

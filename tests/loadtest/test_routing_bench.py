@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from loadtest import routing_bench
 from loadtest.routing_repos import CONFIGS, build
 from server.model_config import load_model_config
+from tests.loadtest.conftest import needs_h2load
 from tests.support.onnx_models import identity, write_model
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -40,7 +40,7 @@ def test_bad_counts_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--rounds >= 1" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed (make loadtest-setup)")
+@needs_h2load
 def test_a_short_run_measures_every_configuration(tmp_path: Path) -> None:
     write_model(tmp_path, "tiny", identity("FP32"), versions=(1,))
     # one version on disk is enough: build() copies it to versions 1 and 2 of each repository
