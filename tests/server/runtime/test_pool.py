@@ -32,24 +32,10 @@ async def test_results_and_errors_come_back_to_the_loop_from_worker_threads() ->
 
 async def test_at_most_size_jobs_run_at_once() -> None:
     pool = InferencePool(2)
-    running = 0
-    peak = 0
-    lock = threading.Lock()
-
-    def job() -> None:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.02)
-        with lock:
-            running -= 1
-
     try:
-        await asyncio.gather(*(pool.submit(job) for _ in range(8)))
+        assert await peak_concurrency(pool, 8) == 2
     finally:
         pool.shutdown()
-    assert peak == 2
 
 
 async def test_a_cancelled_caller_does_not_break_the_pool() -> None:
