@@ -91,13 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAME",
         help="a client certificate name (CN, subject or SAN) allowed admin RPCs under mTLS; repeatable "
-        "[SERVER_ADMIN_CLIENT_IDENTITIES as a JSON list]",
+        "[SERVER_ADMIN_CLIENT_IDENTITIES as a JSON list; default none]",
     )
     parser.add_argument(
         "--allow-unauthenticated-admin",
         action="store_true",
         help="serve admin RPCs without credentials on a non-loopback --host (logged as a warning) "
-        "[SERVER_ADMIN_ALLOW_UNAUTHENTICATED]",
+        "[SERVER_ADMIN_ALLOW_UNAUTHENTICATED; default False]",
     )
     parser.add_argument(
         "--allow-external-model-files",
@@ -111,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="report ready once the repository was loaded, even if some model failed or none exists "
         "[SERVER_STRICT_READINESS=false; default: ready only while every model has a ready version]",
     )
-    parser.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio event loop")
+    parser.add_argument(
+        "--no-uvloop",
+        action="store_true",
+        help="use the standard asyncio event loop [SERVER_USE_UVLOOP=false; default uvloop]",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 

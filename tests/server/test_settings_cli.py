@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from server import cli
+from server.cli import build_parser
 from server.settings import GrpcSettings, ServerSettings, load_settings
 
 
@@ -242,3 +243,9 @@ def test_bad_flag_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -
         cli.main(argv)
     assert info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_every_flag_says_its_default_in_help() -> None:
+    for action in build_parser()._actions:
+        if action.option_strings and action.dest not in ("help", "version"):
+            assert "default" in (action.help or ""), action.option_strings
