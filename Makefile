@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 INSTALL_RUNTIME := pip install --no-cache-dir -c constraints.txt .
 INSTALL_DEV := pip install -c constraints.txt -e '.[dev]'
 
-.PHONY: run test lint typecheck unit stubs models loadtest-setup observability-setup constraints clean
+.PHONY: run test lint typecheck unit stubs models loadtest-setup observability-setup native constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ $(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/python -m server --model-repository $(MODELS) --host $(HOST) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: lint typecheck loadtest-setup observability-setup unit
+test: lint typecheck loadtest-setup observability-setup native unit
 
 # h2load (Debian nghttp2-client) for the load test's h2load engine; its tests are skipped without it.
 loadtest-setup:
@@ -43,6 +43,16 @@ loadtest-setup:
 # promtool (Debian package prometheus) checks and unit-tests deploy/prometheus/alerts.yaml; its tests are skipped without it.
 observability-setup:
 	@bash deploy/prometheus/setup_promtool.sh || echo "promtool is not installed: the alert rule tests are skipped"
+
+# The native data plane's extension (docs/native-data-plane.md), into build/native; where the toolchain cannot be
+# installed it says so in one line and the native tests skip.
+native: $(VENV)/.dev
+	@bash scripts/setup_native.sh
+	@if command -v protoc >/dev/null && pkg-config --exists grpc++ protobuf 2>/dev/null; then \
+	  mkdir -p build && cmake -S native -B build/native -DPython_EXECUTABLE=$(abspath $(BIN)/python) >build/native.log 2>&1 \
+	  && cmake --build build/native -j2 >>build/native.log 2>&1 \
+	  || echo "native: the build failed (see build/native.log); the native tests skip"; \
+	fi
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
