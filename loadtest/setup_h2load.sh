@@ -6,6 +6,9 @@
 # must not (H2LOAD_INSTALL=no), it prints one line saying how to install h2load by hand and exits 0: the h2load
 # engine is then unavailable and its tests skip, and everything else works.
 set -uo pipefail
+here="${BASH_SOURCE[0]%/*}"  # this script's directory, without dirname(1)
+[ "$here" = "${BASH_SOURCE[0]}" ] && here=.
+source "$here/../scripts/apt_install.sh"
 
 readonly PACKAGE=nghttp2-client
 
@@ -31,18 +34,11 @@ fi
 echo "loadtest-setup: installing h2load for the load test's --engine h2load and its tests:" \
     "apt-get install $PACKAGE (a Debian package, as root; H2LOAD_INSTALL=no skips this)"
 log="$(mktemp "${TMPDIR:-/tmp}/setup_h2load.XXXXXX")" || skip "cannot create a log file"
-# Without a network apt-get update can hang on its retries: bound it where timeout(1) exists.
-limit=()
-if command -v timeout >/dev/null 2>&1; then
-    limit=(timeout 180)
-fi
-if ! "${limit[@]}" apt-get update -qq >"$log" 2>&1; then
-    skip "apt-get update failed, no network? see $log"
-fi
-if ! DEBIAN_FRONTEND=noninteractive "${limit[@]}" apt-get install -y -qq --no-install-recommends "$PACKAGE" \
-    >>"$log" 2>&1; then
-    skip "apt-get install $PACKAGE failed, see $log"
-fi
+apt_install "$log" "$PACKAGE"
+case $? in
+    1) skip "apt-get update failed, no network? see $log" ;;
+    2) skip "apt-get install $PACKAGE failed, see $log" ;;
+esac
 if ! command -v h2load >/dev/null 2>&1; then
     skip "$PACKAGE installed but h2load is not on PATH"
 fi

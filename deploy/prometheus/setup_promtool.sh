@@ -8,6 +8,9 @@
 # network) or must not (PROMTOOL_INSTALL=no), it prints one line saying why and how to install promtool by hand,
 # and exits 1: the Makefile goes on, and the tests that need promtool skip.
 set -uo pipefail
+here="${BASH_SOURCE[0]%/*}"  # this script's directory, without dirname(1)
+[ "$here" = "${BASH_SOURCE[0]}" ] && here=.
+source "$here/../../scripts/apt_install.sh"
 
 readonly PACKAGE=prometheus
 
@@ -34,18 +37,11 @@ echo "observability-setup: installing promtool for the alert rule tests:" \
     "apt-get install $PACKAGE (a Debian package: the Prometheus server, whose service systemd may start, and" \
     "promtool; as root; PROMTOOL_INSTALL=no skips this)"
 log="$(mktemp "${TMPDIR:-/tmp}/setup_promtool.XXXXXX")" || fail "cannot create a log file"
-# Without a network apt-get update can hang on its retries: bound it where timeout(1) exists.
-limit=()
-if command -v timeout >/dev/null 2>&1; then
-    limit=(timeout 180)
-fi
-if ! "${limit[@]}" apt-get update -qq >"$log" 2>&1; then
-    fail "apt-get update failed, no network? see $log"
-fi
-if ! DEBIAN_FRONTEND=noninteractive "${limit[@]}" apt-get install -y -qq --no-install-recommends "$PACKAGE" \
-    >>"$log" 2>&1; then
-    fail "apt-get install $PACKAGE failed, see $log"
-fi
+apt_install "$log" "$PACKAGE"
+case $? in
+    1) fail "apt-get update failed, no network? see $log" ;;
+    2) fail "apt-get install $PACKAGE failed, see $log" ;;
+esac
 if ! command -v promtool >/dev/null 2>&1; then
     fail "$PACKAGE installed but promtool is not on PATH"
 fi
