@@ -1,4 +1,5 @@
-// oip_native, milestone 1 (docs/native-data-plane.md): proves the toolchain end to end. The protocol's C++
+// oip_native (docs/native-data-plane.md). Milestone 1 proves the toolchain end to end; NativeServer is the
+// lifecycle the request path will live in. The protocol's C++
 // classes come from our .proto files, gRPC C++ and protobuf from Debian, the bindings from nanobind. The one
 // function here parses a ModelInferRequest in C++ so that a test can compare it with protobuf's Python parser;
 // the request path itself arrives in later milestones.
@@ -12,6 +13,7 @@
 #include <tuple>
 
 #include "oip/v1/grpc_service.pb.h"
+#include "server.h"
 
 namespace nb = nanobind;
 
@@ -44,4 +46,12 @@ NB_MODULE(oip_native, module) {
              "The gRPC C++ library this module was built against.");
   module.def("summarize_request", &summarize_request, nb::arg("raw"),
              "Parse a serialized ModelInferRequest in C++: (model_name, model_version, id, input names, raw sizes).");
+  // Nothing here holds the GIL while it waits: binding starts gRPC's threads, stopping joins the I/O thread.
+  nb::class_<oip::NativeServer>(module, "NativeServer",
+                                "The native gRPC server's lifecycle; answers ServerLive (milestone 2 groundwork).")
+      .def(nb::init<const std::string&>(), nb::arg("address"), nb::call_guard<nb::gil_scoped_release>())
+      .def_prop_ro("port", &oip::NativeServer::port)
+      .def_prop_ro("running", &oip::NativeServer::running)
+      .def("stop", &oip::NativeServer::stop, nb::arg("grace_seconds") = 0.0,
+           nb::call_guard<nb::gil_scoped_release>());
 }

@@ -6,9 +6,6 @@ one process, and a bad message is a ValueError, not a crash.
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import grpc
@@ -17,19 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oip.v1 import grpc_service_pb2 as pb
-
-BUILD = Path(__file__).resolve().parents[2] / "build" / "native"
-
-
-@pytest.fixture(scope="module")
-def native() -> ModuleType:
-    if not any(BUILD.glob("oip_native*.so")):
-        pytest.skip("the native extension is not built here (`make native` needs Debian's gRPC C++ packages)")
-    sys.path.insert(0, str(BUILD))
-    try:
-        return importlib.import_module("oip_native")
-    finally:
-        sys.path.remove(str(BUILD))
 
 
 def summary(request: pb.ModelInferRequest) -> tuple[str, str, str, str, str]:
