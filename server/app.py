@@ -180,7 +180,7 @@ class App:
         while every worker is)."""
         if self._link is None or not self._ready:
             return
-        ready = not self.settings.strict_readiness or self.repository.every_model_ready()
+        ready = self._models_ready()
         if ready != self._models_ready_reported:
             self._models_ready_reported = ready
             self._link.notify(MODELS_READY if ready else MODELS_NOT_READY)
@@ -221,8 +221,10 @@ class App:
 
     def is_ready(self) -> bool:
         """Serving, and under strict readiness (the default) every model in the repository has a ready version."""
-        if not self._ready:
-            return False
+        return self._ready and self._models_ready()
+
+    def _models_ready(self) -> bool:
+        """What strict readiness asks of the models (always true when lenient)."""
         return not self.settings.strict_readiness or self.repository.every_model_ready()
 
     async def start(self) -> None:
