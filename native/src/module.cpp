@@ -6,6 +6,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
 
 #include <grpcpp/grpcpp.h>
 
@@ -13,6 +14,7 @@
 #include <tuple>
 
 #include "oip/v1/grpc_service.pb.h"
+#include "request_queue.h"
 #include "server.h"
 
 namespace nb = nanobind;
@@ -54,4 +56,12 @@ NB_MODULE(oip_native, module) {
       .def_prop_ro("running", &oip::NativeServer::running)
       .def("stop", &oip::NativeServer::stop, nb::arg("grace_seconds") = 0.0,
            nb::call_guard<nb::gil_scoped_release>());
+  nb::class_<oip::RequestQueue>(module, "RequestQueue",
+                                "The batcher's queue (server/batching/queue.py's specification), ids and keys only.")
+      .def(nb::init<std::size_t, int>(), nb::arg("max_size"), nb::arg("priority_levels"))
+      .def("put", &oip::RequestQueue::put, nb::arg("id"), nb::arg("priority"), nb::arg("rows"), nb::arg("merge_key"))
+      .def("discard", &oip::RequestQueue::discard, nb::arg("id"), nb::arg("priority"))
+      .def("take_batch", &oip::RequestQueue::take_batch, nb::arg("max_rows"), nb::arg("merge"))
+      .def("queued_batch_size", &oip::RequestQueue::queued_batch_size)
+      .def("__len__", &oip::RequestQueue::size);
 }
