@@ -6,10 +6,6 @@ a model unloaded on purpose does not count. `--lenient-readiness` reports ready 
 
 from __future__ import annotations
 
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -20,18 +16,11 @@ from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from tests.integration.helpers import infer_request
 from tests.support import onnx_models
+from tests.support.polling import until
 from tests.support.process import ServerProcess
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def http_ready(server: ServerProcess) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/v2/health/ready", timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def readiness(server: ServerProcess) -> tuple[int, bool, int]:
@@ -39,16 +28,7 @@ def readiness(server: ServerProcess) -> tuple[int, bool, int]:
     with grpc.insecure_channel(server.address) as channel:
         ready = pb_grpc.GRPCInferenceServiceStub(channel).ServerReady(pb.ServerReadyRequest(), timeout=5).ready
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
-    return http_ready(server), ready, health.status
-
-
-def eventually(condition: Callable[[], bool], timeout_s: float = 15) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    return server.ready_status(), ready, health.status
 
 
 def half_broken_repository(root: Path) -> Path:
@@ -69,7 +49,9 @@ def test_a_failed_model_keeps_the_server_not_ready_until_it_is_unloaded(tmp_path
             response = stub.ModelInfer(infer_request("good", {"INPUT0": np.ones((1, 3), np.float32)}))
             assert response.model_name == "good"  # the ready model serves meanwhile
             stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="corrupt"))
-        assert eventually(lambda: readiness(server) == (200, True, SERVING))  # unloaded on purpose: not counted
+        assert until(
+            lambda: readiness(server) == (200, True, SERVING), timeout_s=15, interval_s=0.1
+        )  # unloaded on purpose: not counted
 
 
 def test_lenient_readiness_reports_ready_despite_a_failed_model(tmp_path: Path) -> None:
@@ -86,12 +68,12 @@ def test_an_empty_repository_is_not_ready(tmp_path: Path) -> None:
             pb_grpc.GRPCInferenceServiceStub(channel).RepositoryModelLoad(
                 pb.RepositoryModelLoadRequest(model_name="late")
             )
-        assert eventually(lambda: readiness(server) == (200, True, SERVING))
+        assert until(lambda: readiness(server) == (200, True, SERVING), timeout_s=15, interval_s=0.1)
 
 
 def test_workers_are_ready_only_when_every_worker_has_every_model(tmp_path: Path) -> None:
     with ServerProcess(half_broken_repository(tmp_path), "--workers", "2") as server:
-        assert http_ready(server) == 503
+        assert server.ready_status() == 503
         assert any(
             line.get("event") == "not_ready" and line.get("msg", "").startswith("server") for line in server.logs
         )
@@ -99,7 +81,7 @@ def test_workers_are_ready_only_when_every_worker_has_every_model(tmp_path: Path
             pb_grpc.GRPCInferenceServiceStub(channel).RepositoryModelUnload(
                 pb.RepositoryModelUnloadRequest(model_name="corrupt")
             )
-        assert eventually(lambda: http_ready(server) == 200)
+        assert until(lambda: server.ready_status() == 200, timeout_s=15, interval_s=0.1)
 
 
 def test_one_models_directory_is_served_as_that_model(tmp_path: Path) -> None:

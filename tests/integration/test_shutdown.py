@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +23,7 @@ from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from tests.integration.helpers import infer_request
 from tests.support import onnx_models
-from tests.support.process import ServerProcess
+from tests.support.process import ServerProcess, http_ready_status
 
 #: Each round: a steady load of concurrent requests, SIGTERM in the middle of it.
 ROUNDS = 5
@@ -134,14 +132,6 @@ async def test_streams_end_after_their_in_flight_requests_and_do_not_hold_shutdo
     assert idle_responses == [] and idle_code == grpc.StatusCode.UNAVAILABLE
 
 
-def _ready_status(http_port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 async def test_drain_delay_reports_not_ready_while_still_serving(tmp_path: Path) -> None:
     server = _server(_repository(tmp_path), "--drain-delay", "1.5")
     try:
@@ -152,7 +142,7 @@ async def test_drain_delay_reports_not_ready_while_still_serving(tmp_path: Path)
             terminated = time.monotonic()
             server.terminate()
             await asyncio.sleep(0.2)
-            assert await asyncio.to_thread(_ready_status, server.http_port) == 503
+            assert await asyncio.to_thread(http_ready_status, server.http_port) == 503
             assert not (await stub.ServerReady(pb.ServerReadyRequest())).ready
             checked = await health.Check(health_pb2.HealthCheckRequest(service=""))
             assert checked.status == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -180,7 +170,7 @@ async def test_workers_forward_sigterm_and_drain(tmp_path: Path, workers: int) -
         await asyncio.sleep(0.3)
         server.terminate()
         await asyncio.sleep(0.2)
-        assert await asyncio.to_thread(_ready_status, server.http_port) == 503
+        assert await asyncio.to_thread(http_ready_status, server.http_port) == 503
         code = await asyncio.to_thread(server.wait, 40)
         await asyncio.wait_for(asyncio.gather(*senders), 30)
     finally:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,15 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def http_ready_status(http_port: int) -> int:
+    """The HTTP status of a server's /v2/health/ready: 200 ready, 503 not."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 class ServerProcess:
@@ -94,6 +104,10 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self.wait()
+
+    def ready_status(self) -> int:
+        """The HTTP status of /v2/health/ready: 200 ready, 503 not."""
+        return http_ready_status(self.http_port)
 
     def scrape(self) -> str:
         """The server's /metrics, as Prometheus would read it."""

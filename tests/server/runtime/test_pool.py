@@ -7,12 +7,12 @@ import gc
 import threading
 import time
 import weakref
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from server.runtime.pool import InferencePool
+from tests.support.polling import until
 
 
 async def test_results_and_errors_come_back_to_the_loop_from_worker_threads() -> None:
@@ -117,16 +117,6 @@ async def peak_concurrency(pool: InferencePool, jobs: int) -> int:
 
     await asyncio.gather(*(pool.submit(job) for _ in range(jobs)))
     return peak
-
-
-def until(condition: Callable[[], bool], timeout_s: float = 5) -> bool:
-    """Poll `condition` (blocking: the threads it watches need no event loop)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def live_workers(name: str) -> int:
