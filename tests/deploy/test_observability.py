@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from clients import InferenceClient, InferenceServerError
 from server.admin.cli import main as admin_main
 from tests.support.process import REPO_ROOT, ServerProcess
+from tests.support.setup_scripts import BASH, apt_calls, recording_apt_get, run_script, stub, stub_path
 
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
 ALERTS = PROMETHEUS_DIR / "alerts.yaml"
@@ -166,58 +167,35 @@ def test_the_promql_reader_finds_metrics_and_matched_labels() -> None:
 # ------------------------------------------------------------------------------------------- setup script
 
 SETUP = PROMETHEUS_DIR / "setup_promtool.sh"
-BASH = shutil.which("bash")
 
 
 def _setup_path(tmp_path: Path, *, uid: int = 0, apt: bool = True, promtool: bool = False) -> Path:
     """A bin directory of stubs (`id`, `apt-get`, `promtool`) and the real helpers the script uses."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("mktemp", "rm", "timeout", "cp"):
-        if (real := shutil.which(tool)) is not None:
-            (bin_dir / tool).symlink_to(real)
-
-    def stub(name: str, body: str) -> None:
-        (bin_dir / name).write_text(f"#!{BASH}\n{body}\n")
-        (bin_dir / name).chmod(0o755)
-
-    stub("id", f"echo {uid}")
+    bin_dir = stub_path(tmp_path, uid)
     if apt:  # `install` puts a promtool on PATH, as the package does
-        install = f"cp {bin_dir}/id {bin_dir}/promtool"
-        stub("apt-get", f'echo "$@" >> {tmp_path}/apt-calls\nif [ "$1" = install ]; then {install}; fi')
+        recording_apt_get(bin_dir, tmp_path, on_install=f"cp {bin_dir}/id {bin_dir}/promtool")
     if promtool:
-        stub("promtool", "exit 0")
+        stub(bin_dir, "promtool", "exit 0")
     return bin_dir
-
-
-def _run_setup(bin_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    assert BASH is not None
-    environment = {"PATH": str(bin_dir), "TMPDIR": str(bin_dir.parent), **env}
-    return subprocess.run([BASH, str(SETUP)], env=environment, capture_output=True, text=True, timeout=30, check=False)
-
-
-def _apt_calls(tmp_path: Path) -> list[str]:
-    calls = tmp_path / "apt-calls"
-    return calls.read_text().splitlines() if calls.exists() else []
 
 
 @pytest.mark.skipif(BASH is None, reason="needs bash")
 def test_setup_installs_promtool_as_root_after_saying_what(tmp_path: Path) -> None:
-    done = _run_setup(_setup_path(tmp_path))
+    done = run_script(SETUP, _setup_path(tmp_path))
     assert done.returncode == 0, done.stderr
     announce, result = done.stdout.splitlines()
     assert "installing promtool" in announce and "apt-get install prometheus" in announce
     assert "PROMTOOL_INSTALL=no" in announce
     assert result.startswith("observability-setup: installed prometheus")
-    update, install = _apt_calls(tmp_path)
+    update, install = apt_calls(tmp_path)
     assert update.startswith("update") and install.split()[0] == "install" and "prometheus" in install.split()
 
 
 @pytest.mark.skipif(BASH is None, reason="needs bash")
 def test_setup_does_nothing_when_promtool_is_there(tmp_path: Path) -> None:
-    done = _run_setup(_setup_path(tmp_path, promtool=True))
+    done = run_script(SETUP, _setup_path(tmp_path, promtool=True))
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
-    assert _apt_calls(tmp_path) == []
+    assert apt_calls(tmp_path) == []
 
 
 @pytest.mark.skipif(BASH is None, reason="needs bash")
@@ -233,11 +211,11 @@ def test_setup_does_nothing_when_promtool_is_there(tmp_path: Path) -> None:
 def test_setup_fails_with_one_clear_line_where_it_cannot_install(
     tmp_path: Path, uid: int, apt: bool, env: dict[str, str], reason: str
 ) -> None:
-    done = _run_setup(_setup_path(tmp_path, uid=uid, apt=apt), **env)
+    done = run_script(SETUP, _setup_path(tmp_path, uid=uid, apt=apt), **env)
     assert done.returncode == 1 and done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert reason in line and "promtool not installed" in line and "apt-get install prometheus" in line
-    assert _apt_calls(tmp_path) == []
+    assert apt_calls(tmp_path) == []
 
 
 # ------------------------------------------------------------------------------------------------- alerts

@@ -5,58 +5,33 @@ Each case runs the script with a PATH of stubs only (`id`, `apt-get`, `h2load`),
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.setup_scripts import BASH, apt_calls, recording_apt_get, run_script, stub, stub_path
+
 SCRIPT = Path(__file__).resolve().parents[2] / "loadtest" / "setup_h2load.sh"
-BASH = shutil.which("bash")
 
 pytestmark = pytest.mark.skipif(BASH is None, reason="needs bash")
 
 
-def stub(directory: Path, name: str, body: str) -> None:
-    path = directory / name
-    path.write_text(f"#!{BASH}\n{body}\n")
-    path.chmod(0o755)
-
-
 def make_path(tmp_path: Path, *, uid: int = 0, apt: str | None = "ok", h2load: bool = False) -> Path:
     """A bin directory of stubs; `apt` is "ok", "offline" (update fails) or None (no apt-get)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("mktemp", "rm", "timeout", "cp"):  # the script's helpers (and the apt-get stub's), real
-        if (real := shutil.which(tool)) is not None:
-            (bin_dir / tool).symlink_to(real)
-    stub(bin_dir, "id", f"echo {uid}")
-    calls = tmp_path / "apt-calls"
+    bin_dir = stub_path(tmp_path, uid)
     if apt == "ok":
         # `install` puts an h2load stub on PATH, as the real package would.
-        install = f"cp {bin_dir}/id {bin_dir}/h2load"
-        stub(bin_dir, "apt-get", f'echo "$@" >> {calls}\nif [ "$1" = install ]; then {install}; fi')
+        recording_apt_get(bin_dir, tmp_path, on_install=f"cp {bin_dir}/id {bin_dir}/h2load")
     elif apt == "offline":
         offline = 'echo "Temporary failure resolving deb.debian.org" >&2; exit 100'
-        stub(bin_dir, "apt-get", f'echo "$@" >> {calls}\n{offline}')
+        recording_apt_get(bin_dir, tmp_path, fail_update=offline)
     if h2load:
         stub(bin_dir, "h2load", "exit 0")
     return bin_dir
 
 
-def run_script(bin_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    assert BASH is not None
-    environment = {"PATH": str(bin_dir), "TMPDIR": str(bin_dir.parent), **env}
-    return subprocess.run([BASH, str(SCRIPT)], env=environment, capture_output=True, text=True, timeout=30, check=False)
-
-
-def apt_calls(tmp_path: Path) -> list[str]:
-    calls = tmp_path / "apt-calls"
-    return calls.read_text().splitlines() if calls.exists() else []
-
-
 def test_installs_as_root_after_saying_what_and_why(tmp_path: Path) -> None:
-    done = run_script(make_path(tmp_path))
+    done = run_script(SCRIPT, make_path(tmp_path))
     assert done.returncode == 0, done.stderr
     announce, result = done.stdout.splitlines()
     assert "installing h2load" in announce and "nghttp2-client" in announce and "--engine h2load" in announce
@@ -68,7 +43,7 @@ def test_installs_as_root_after_saying_what_and_why(tmp_path: Path) -> None:
 
 
 def test_already_installed_does_nothing(tmp_path: Path) -> None:
-    done = run_script(make_path(tmp_path, h2load=True))
+    done = run_script(SCRIPT, make_path(tmp_path, h2load=True))
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert apt_calls(tmp_path) == []
 
@@ -86,7 +61,7 @@ def test_already_installed_does_nothing(tmp_path: Path) -> None:
 def test_skips_in_one_line_and_exits_0(
     tmp_path: Path, options: dict[str, object], env: dict[str, str], reason: str
 ) -> None:
-    done = run_script(make_path(tmp_path, **options), **env)  # type: ignore[arg-type]
+    done = run_script(SCRIPT, make_path(tmp_path, **options), **env)  # type: ignore[arg-type]
     assert done.returncode == 0
     lines = [line for line in done.stdout.splitlines() if not line.startswith("loadtest-setup: installing")]
     assert len(lines) == 1, done.stdout
@@ -97,6 +72,6 @@ def test_skips_in_one_line_and_exits_0(
 
 def test_never_installs_without_announcing(tmp_path: Path) -> None:
     """Whenever apt-get is run, the announcement came first (the only stdout line before any apt-get output)."""
-    done = run_script(make_path(tmp_path, apt="offline"))
+    done = run_script(SCRIPT, make_path(tmp_path, apt="offline"))
     assert apt_calls(tmp_path) == ["update -qq"]
     assert done.stdout.splitlines()[0].startswith("loadtest-setup: installing h2load")
