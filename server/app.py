@@ -13,7 +13,6 @@ import logging
 import time
 from pathlib import Path
 
-import grpc
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from server.admin.servicer import RoutingAdminServicer
@@ -24,7 +23,7 @@ from server.errors import ServerError
 from server.grpc.draining import QUIET_MAX_S, Drain
 from server.grpc.health import HealthBridge
 from server.grpc.overload import CallLimits
-from server.grpc.server import build_admin_server, build_grpc_server
+from server.grpc.server import GrpcEndpoint, build_admin_server, build_grpc_server
 from server.grpc.servicer import InferenceServicer
 from server.http.side_server import SideHttpServer
 from server.predictions.monitor import DriftMonitor, VersionReference
@@ -169,8 +168,8 @@ class App:
         # Reads the token file now: a missing or empty one stops the start (OSError), before any port is bound.
         # Judged by where admin calls arrive: the admin listener's host when there is one.
         self.admin_policy = AdminPolicy.from_settings(settings.admin, settings.admin.listener_host(settings.grpc.host))
-        self._grpc: grpc.aio.Server | None = None
-        self._admin_grpc: grpc.aio.Server | None = None
+        self._grpc: GrpcEndpoint | None = None
+        self._admin_grpc: GrpcEndpoint | None = None
         self.admin_port: int | None = None
         self._http: SideHttpServer | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -239,7 +238,11 @@ class App:
             grpc_settings, self._servicer, self.health, self._admin, self.admin_policy, admin_elsewhere
         )
         await self._grpc.start()
-        listening: dict[str, object] = {"grpc_port": self.grpc_port, "http_port": self.http_port}
+        listening: dict[str, object] = {
+            "grpc_port": self.grpc_port,
+            "http_port": self.http_port,
+            "frontend": grpc_settings.frontend,
+        }
         if admin_settings.port is not None:
             admin_host = admin_settings.listener_host(grpc_settings.host)
             self._admin_grpc, self.admin_port = build_admin_server(

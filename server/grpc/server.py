@@ -1,9 +1,11 @@
-"""Builds the grpc.aio servers: services, health, reflection, message limits, TLS, the admin guard, and the
-optional admin listener (--admin-port)."""
+"""Builds the gRPC servers: services, health, reflection, message limits, TLS, the admin guard, and the
+optional admin listener (--admin-port), on either frontend (--frontend): grpc.aio, or the native server
+(server/native) delegating each call to the same handlers."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -20,8 +22,10 @@ from server.grpc.admin_guard import (
 )
 from server.grpc.health import HealthBridge
 from server.grpc.registration import SERVICE as INFERENCE_SERVICE
-from server.grpc.registration import generic_handler, method_handlers
+from server.grpc.registration import method_handlers
 from server.grpc.servicer import InferenceServicer
+from server.native.extension import load_extension
+from server.native.frontend import NativeGrpcServer
 from server.security.admin_policy import AdminPolicy
 from server.settings import GrpcSettings
 
@@ -78,21 +82,58 @@ _LISTED = (
 _ADMIN_LISTENER_INFERENCE_METHODS = INFERENCE_ADMIN_METHODS | {"RepositoryIndex"}
 
 
-def _add_services(
-    server: grpc.aio.Server,
-    inference: dict[str, grpc.RpcMethodHandler[Any, Any]],
-    routing_admin: dict[str, grpc.RpcMethodHandler[Any, Any]],
-    health: HealthBridge,
-) -> None:
+class GrpcEndpoint(Protocol):
+    """What the app needs of a bound gRPC server, on either frontend."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float | None) -> None: ...
+
+
+Handlers = Mapping[str, "grpc.RpcMethodHandler[Any, Any]"]
+
+
+def _service_handlers(
+    inference: Handlers, routing_admin: Handlers, health: HealthBridge
+) -> dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]:
+    """Every service's handlers by method name, keyed by the service's full name."""
+    return {
+        INFERENCE_SERVICE.full_name: dict(inference),
+        ADMIN_SERVICE.full_name: dict(routing_admin),
+        _HEALTH_SERVICE.full_name: method_handlers(health.servicer, _HEALTH_SERVICE, frozenset()),
+        _REFLECTION_SERVICE.full_name: method_handlers(
+            reflection.aio.ReflectionServicer(_LISTED), _REFLECTION_SERVICE, frozenset()
+        ),
+    }
+
+
+def _endpoint(
+    settings: GrpcSettings, host: str, port: int, services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]
+) -> tuple[GrpcEndpoint, int]:
+    if settings.frontend == "native":
+        return _native_endpoint(settings, host, port, services)
+    server = _new_server(settings)
     # Inference first: grpc asks the generic handlers in order for every call.
     server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(INFERENCE_SERVICE.full_name, inference),
-            grpc.method_handlers_generic_handler(ADMIN_SERVICE.full_name, routing_admin),
-            generic_handler(health.servicer, _HEALTH_SERVICE, frozenset()),
-            generic_handler(reflection.aio.ReflectionServicer(_LISTED), _REFLECTION_SERVICE, frozenset()),
-        )
+        tuple(grpc.method_handlers_generic_handler(name, methods) for name, methods in services.items())
     )
+    return server, _bind(server, settings, host, port)
+
+
+def _native_endpoint(
+    settings: GrpcSettings, host: str, port: int, services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]
+) -> tuple[GrpcEndpoint, int]:
+    handlers = {
+        f"/{service}/{method}": handler for service, methods in services.items() for method, handler in methods.items()
+    }
+    tls = None
+    if settings.tls_certificate is not None and settings.tls_private_key is not None:
+        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+        tls = (settings.tls_private_key.read_bytes(), settings.tls_certificate.read_bytes(), client_ca)
+    server = NativeGrpcServer(
+        load_extension(), handlers, f"{host}:{port}", settings.max_message_bytes, settings.reuse_port, tls
+    )
+    return server, server.port
 
 
 def build_grpc_server(
@@ -102,11 +143,10 @@ def build_grpc_server(
     admin: routing_admin_pb2_grpc.RoutingAdminServicer,
     admin_policy: AdminPolicy,
     admin_elsewhere: bool = False,
-) -> tuple[grpc.aio.Server, int]:
+) -> tuple[GrpcEndpoint, int]:
     """A configured, bound (not yet started) server and the port it bound; `admin_policy` guards the admin RPCs.
 
     With `admin_elsewhere` (an admin listener of its own, `build_admin_server`) this port refuses them instead."""
-    server = _new_server(settings)
     inference = method_handlers(servicer)
     routing_admin = method_handlers(admin, ADMIN_SERVICE, frozenset())
     if admin_elsewhere:
@@ -116,8 +156,7 @@ def build_grpc_server(
         refusals = RefusalLog()
         inference = guard_methods(inference, INFERENCE_ADMIN_METHODS, admin_policy, refusals)
         routing_admin = guard_methods(routing_admin, ROUTING_ADMIN_METHODS, admin_policy, refusals)
-    _add_services(server, inference, routing_admin, health)
-    return server, _bind(server, settings, settings.host, settings.port)
+    return _endpoint(settings, settings.host, settings.port, _service_handlers(inference, routing_admin, health))
 
 
 def build_admin_server(
@@ -128,10 +167,9 @@ def build_admin_server(
     health: HealthBridge,
     admin: routing_admin_pb2_grpc.RoutingAdminServicer,
     admin_policy: AdminPolicy,
-) -> tuple[grpc.aio.Server, int]:
+) -> tuple[GrpcEndpoint, int]:
     """The admin listener (--admin-port): the admin RPCs, RepositoryIndex, health and reflection, guarded by
     `admin_policy`, with the gRPC settings' TLS and limits. Bound, not yet started; also the port it bound."""
-    server = _new_server(settings)
     inference = {
         name: handler
         for name, handler in method_handlers(servicer).items()
@@ -142,5 +180,4 @@ def build_admin_server(
     routing_admin = guard_methods(
         method_handlers(admin, ADMIN_SERVICE, frozenset()), ROUTING_ADMIN_METHODS, admin_policy, refusals
     )
-    _add_services(server, inference, routing_admin, health)
-    return server, _bind(server, settings, host, port)
+    return _endpoint(settings, host, port, _service_handlers(inference, routing_admin, health))
