@@ -39,7 +39,7 @@ class NativeContext(grpc.aio.ServicerContext[Any, Any]):
         deadline: float | None,
         peer: str,
         auth: dict[str, list[bytes]],
-        send: Callable[[bytes], Awaitable[None]],
+        send: Callable[[bytes | str], Awaitable[None]],
         serialize: Callable[[Any], bytes] | None,
     ) -> None:
         self._metadata = metadata

@@ -38,4 +38,3 @@ def load_extension(build_directory: Path = BUILD_DIRECTORY, module: str = MODULE
         raise ExtensionUnavailableError(f"the native extension in {build_directory} does not load: {error}") from None
     finally:
         sys.path.remove(str(build_directory))
-

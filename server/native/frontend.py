@@ -28,9 +28,8 @@ _STARTED, _MESSAGE, _HALF_CLOSED, _DONE, _WRITTEN = 0, 1, 2, 3, 4
 #: Messages a handler may have going out on one call before its next write waits: grpc.aio waits for each write,
 #: so that a client that does not read holds the handler back; two keep the pipe full without unbounded memory.
 WRITE_WINDOW = 2
-#: grpc.aio's answers where no handler runs, word for word, so clients see the same on both frontends.
+#: grpc's answers where no handler runs, word for word, so clients see the same on both frontends.
 _METHOD_NOT_FOUND = "Method not found!"
-_NOT_DESERIALIZED = "Exception deserializing request!"
 _NOT_SERIALIZED = "Failed to serialize response!"
 _END_OF_STREAM = object()
 
@@ -189,11 +188,7 @@ class NativeGrpcServer:
         assert handler is not None
         try:
             if isinstance(request, bytes) and handler.request_deserializer is not None:
-                try:
-                    request = handler.request_deserializer(request)
-                except Exception:
-                    self._finish(call, grpc.StatusCode.INTERNAL, _NOT_DESERIALIZED)
-                    return
+                request = handler.request_deserializer(request)  # raising: UNKNOWN, as on grpc.aio
             # The handlers are grpc.aio's (coroutines, async generators); grpc's stubs type them as the sync API's.
             behaviour: Callable[..., Any] | None = (
                 handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
@@ -224,8 +219,8 @@ class NativeGrpcServer:
             log.exception("unhandled error in a native-frontend call")
             self._finish(call, grpc.StatusCode.UNKNOWN, f"Unexpected {type(error)}: {error}")
 
-    async def _write(self, call: _Call, message: bytes) -> None:
-        if not self._native.write(call.call_id, message):
+    async def _write(self, call: _Call, message: bytes | str) -> None:
+        if not self._native.write(call.call_id, _wire(message)):
             return  # the call is finishing or gone: nothing more reaches the client
         call.unsent += 1
         while call.unsent > WRITE_WINDOW:
@@ -236,7 +231,7 @@ class NativeGrpcServer:
     def _serialized(handler: grpc.RpcMethodHandler[Any, Any], response: Any) -> bytes | None:
         serialize = handler.response_serializer
         if serialize is None:
-            return bytes(response)
+            return _wire(response)
         try:
             return bytes(serialize(response))
         except Exception:
@@ -254,3 +249,8 @@ class NativeGrpcServer:
         self._native.finish(call.call_id, code.value[0], (details or "").encode("utf-8", "replace"), last, trailing)
         # Forgotten at once: its later events (the read that ends, gRPC's done) only find nothing to do.
         self._calls.pop(call.call_id, None)
+
+
+def _wire(message: bytes | str) -> bytes:
+    """A handler's unserialized answer as wire bytes: grpc sends a str as UTF-8."""
+    return message.encode("utf-8") if isinstance(message, str) else bytes(message)
