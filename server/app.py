@@ -9,6 +9,7 @@ await app.stop()           # NOT_SERVING -> refuse new calls -> finish in-flight
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from pathlib import Path
@@ -23,9 +24,17 @@ from server.errors import ServerError
 from server.grpc.draining import QUIET_MAX_S, Drain
 from server.grpc.health import HealthBridge
 from server.grpc.overload import CallLimits
-from server.grpc.server import GrpcEndpoint, build_admin_server, build_grpc_server
+from server.grpc.server import (
+    EndpointFactory,
+    GrpcEndpoint,
+    build_admin_server,
+    build_grpc_server,
+    python_endpoint,
+)
 from server.grpc.servicer import InferenceServicer
 from server.http.side_server import SideHttpServer
+from server.native.endpoint import native_endpoint
+from server.native.inference_path import NativeInferencePath
 from server.predictions.monitor import DriftMonitor, VersionReference
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
@@ -165,6 +174,7 @@ class App:
             limits=CallLimits(settings.grpc.max_concurrent_rpcs, settings.grpc.max_inflight_bytes),
         )
         self._admin = RoutingAdminServicer(self.repository, self.release, self.coordinator)
+        self._native_path = self._native_inference_path(access is None)
         # Reads the token file now: a missing or empty one stops the start (OSError), before any port is bound.
         # Judged by where admin calls arrive: the admin listener's host when there is one.
         self.admin_policy = AdminPolicy.from_settings(settings.admin, settings.admin.listener_host(settings.grpc.host))
@@ -173,6 +183,21 @@ class App:
         self.admin_port: int | None = None
         self._http: SideHttpServer | None = None
         self._background: list[asyncio.Task[None]] = []
+
+    def _endpoint(self, inference_path: NativeInferencePath | None) -> EndpointFactory:
+        """What serves gRPC (--frontend); the native frontend's main port also gets the ModelInfer path."""
+        if self.settings.grpc.frontend == "native":
+            return functools.partial(native_endpoint, inference_path=inference_path)
+        return python_endpoint
+
+    def _native_inference_path(self, no_access_log: bool) -> NativeInferencePath | None:
+        """The native frontend answers plain ModelInfer calls in C++ (docs/native-data-plane.md). Tracing and the
+        access log work per request, so with either on every call takes the Python path."""
+        if self.settings.grpc.frontend != "native":
+            return None
+        path = NativeInferencePath(self.repository, enabled=self.tracing is None and no_access_log)
+        self.drain.watch(path)
+        return path
 
     def _report_models_ready(self) -> None:
         """Under --workers, tell the supervisor when this worker's strict readiness changes (it is ready only
@@ -235,7 +260,13 @@ class App:
         grpc_settings, admin_settings = self.settings.grpc, self.settings.admin
         admin_elsewhere = admin_settings.port is not None
         self._grpc, self.grpc_port = build_grpc_server(
-            grpc_settings, self._servicer, self.health, self._admin, self.admin_policy, admin_elsewhere
+            grpc_settings,
+            self._servicer,
+            self.health,
+            self._admin,
+            self.admin_policy,
+            admin_elsewhere,
+            self._endpoint(self._native_path),
         )
         await self._grpc.start()
         listening: dict[str, object] = {
@@ -253,6 +284,7 @@ class App:
                 self.health,
                 self._admin,
                 self.admin_policy,
+                self._endpoint(None),
             )
             await self._admin_grpc.start()
             listening.update(admin_port=self.admin_port, admin_host=admin_host)

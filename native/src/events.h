@@ -15,7 +15,7 @@ namespace oip {
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
 struct CallEvent {
-  enum class Kind { kStarted, kMessage, kHalfClosed, kDone, kWritten };
+  enum class Kind { kStarted, kMessage, kHalfClosed, kDone, kWritten, kBatch, kTicket };
   Kind kind;
   std::uint64_t call;
   // kStarted: the method path; kMessage: the serialized message. kWritten: one write() has gone out (or failed).
@@ -27,6 +27,11 @@ struct CallEvent {
   Metadata auth_properties;
   // kDone only: the call ended without an OK status reaching the client (cancelled, deadline, broken).
   bool cancelled = false;
+  // kBatch: `call` is the batch's id (NativeServer::batch).
+  // kTicket: `call` is a Python-path request's ticket that never reached an execution; `outcome` says why
+  // (VersionBatcher::Outcome), `waited_ns` how long it was queued.
+  int outcome = 0;
+  std::int64_t waited_ns = 0;
 };
 
 class EventQueue {

@@ -2,6 +2,7 @@
 // The protocol's C++ classes come from our .proto files, gRPC C++ and protobuf from Debian. summarize_request
 // parses a ModelInferRequest in C++ so that a test can compare it with protobuf's Python parser.
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
@@ -50,9 +51,88 @@ nb::list pairs(const oip::Metadata& metadata) {
   return listed;
 }
 
+// A batch for Python (docs/native-data-plane.md): (5, batch, version key, inputs as (name, datatype, shape,
+// uint8 array of its bytes) in signature order, output names, rows, enqueued_ns, routes, request ids, tickets)
+// with one entry per request in the last five (ticket 0: a native call, C++ answers it). The arrays are views of the batch's memory, which they keep alive.
+nb::tuple batch_event(int kind, const std::shared_ptr<oip::Batch>& batch) {
+  nb::list inputs;
+  for (std::size_t input = 0; input < batch->spec->inputs.size(); ++input) {
+    const std::string& bytes = batch->input_bytes(input);
+    auto* owner = new std::shared_ptr<oip::Batch>(batch);
+    nb::capsule keeps(owner, [](void* held) noexcept { delete static_cast<std::shared_ptr<oip::Batch>*>(held); });
+    std::size_t size = bytes.size();
+    nb::ndarray<nb::numpy, const std::uint8_t, nb::ndim<1>> view(bytes.data(), 1, &size, keeps);
+    nb::list shape;
+    for (auto dim : batch->shapes[input]) {
+      shape.append(dim);
+    }
+    const auto& spec = batch->spec->inputs[input];
+    inputs.append(nb::make_tuple(spec.name, spec.datatype, nb::tuple(shape), view.cast()));
+  }
+  nb::list outputs, rows, enqueued, routes, ids, tickets;
+  for (const auto& name : batch->requests.front()->output_names) {
+    outputs.append(name);
+  }
+  for (const auto& request : batch->requests) {
+    rows.append(request->rows);
+    enqueued.append(request->enqueued_ns);
+    routes.append(static_cast<int>(request->route));
+    const std::string& id = request->message.id();
+    ids.append(nb::str(id.data(), id.size()));
+    tickets.append(request->ticket);
+  }
+  return nb::make_tuple(kind, batch->id, batch->key, inputs, nb::tuple(outputs), rows, enqueued, routes, ids,
+                        tickets);
+}
+
+// Python's table (server/native/fast_table.py): version tuples and model tuples, see set_fast_table's doc.
+std::shared_ptr<const oip::FastTable> fast_table(nb::list versions, nb::list models) {
+  auto table = std::make_shared<oip::FastTable>();
+  for (nb::handle entry : versions) {
+    auto fields = nb::cast<nb::tuple>(entry);
+    oip::VersionSpec spec;
+    spec.key = nb::cast<int>(fields[0]);
+    spec.model_name = nb::cast<std::string>(fields[1]);
+    spec.version_text = nb::cast<std::string>(fields[2]);
+    for (nb::handle input : nb::cast<nb::list>(fields[3])) {
+      auto parts = nb::cast<nb::tuple>(input);
+      oip::InputSpec tensor{nb::cast<std::string>(parts[0]), nb::cast<std::string>(parts[1]),
+                            nb::cast<std::vector<std::int64_t>>(parts[2]), 0};
+      tensor.element_bytes = oip::element_bytes(tensor.datatype);
+      if (tensor.element_bytes == 0) {
+        throw nb::value_error(("datatype " + tensor.datatype + " cannot take the native path").c_str());
+      }
+      spec.inputs.push_back(std::move(tensor));
+    }
+    spec.outputs = nb::cast<std::vector<std::string>>(fields[4]);
+    spec.max_batch_size = nb::cast<int>(fields[5]);
+    spec.max_batch_size_configured = nb::cast<bool>(fields[6]);
+    spec.merge = nb::cast<bool>(fields[7]);
+    spec.max_queue_size = nb::cast<std::size_t>(fields[8]);
+    spec.instances = nb::cast<int>(fields[9]);
+    spec.preferred_batch_sizes = nb::cast<std::vector<int>>(fields[10]);
+    spec.max_queue_delay_us = nb::cast<std::int64_t>(fields[11]);
+    spec.priority_levels = nb::cast<int>(fields[12]);
+    spec.default_priority = nb::cast<int>(fields[13]);
+    table->versions.emplace(spec.key, std::move(spec));
+  }
+  for (nb::handle entry : models) {
+    auto fields = nb::cast<nb::tuple>(entry);
+    oip::ModelRoutes routes;
+    for (nb::handle pinned : nb::cast<nb::list>(fields[1])) {
+      auto pair = nb::cast<nb::tuple>(pinned);
+      routes.pinned.emplace(nb::cast<std::string>(pair[0]), nb::cast<int>(pair[1]));
+    }
+    routes.default_key = nb::cast<int>(fields[2]);
+    table->models.emplace(nb::cast<std::string>(fields[0]), std::move(routes));
+  }
+  return table;
+}
+
 // The waiting events as tuples (docs/native-data-plane.md): (0, call, method, metadata, deadline_remaining or None,
 // peer, auth_properties), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
-// (4, call) a write has gone out.
+// (4, call) a write has gone out, (5, ...) a batch (batch_event), (6, ticket, outcome, waited_ns) a Python-path
+// request that never ran (0 cancelled, 1 expired, 2 stopping).
 nb::list take_events(oip::NativeServer& server) {
   std::deque<oip::CallEvent> events;
   {
@@ -79,6 +159,14 @@ nb::list take_events(oip::NativeServer& server) {
       case oip::CallEvent::Kind::kDone:
         taken.append(nb::make_tuple(kind, event.call, event.cancelled));
         break;
+      case oip::CallEvent::Kind::kTicket:
+        taken.append(nb::make_tuple(kind, event.call, event.outcome, event.waited_ns));
+        break;
+      case oip::CallEvent::Kind::kBatch:
+        if (auto batch = server.batch(event.call); batch != nullptr) {
+          taken.append(batch_event(kind, batch));
+        }
+        break;
     }
   }
   return taken;
@@ -98,14 +186,15 @@ NB_MODULE(oip_native, module) {
       .def("__init__",
            [](oip::NativeServer* self, const std::string& address, int max_message_bytes, bool reuse_port,
               const std::string& tls_private_key, const std::string& tls_certificate,
-              const std::string& tls_client_ca) {
-             oip::ServerOptions options{address, max_message_bytes, reuse_port, tls_private_key, tls_certificate,
-                                        tls_client_ca};
+              const std::string& tls_client_ca, std::size_t max_calls, std::size_t max_bytes) {
+             oip::ServerOptions options{address,         max_message_bytes, reuse_port, tls_private_key,
+                                        tls_certificate, tls_client_ca,     max_calls,  max_bytes};
              nb::gil_scoped_release unlocked;  // binding starts gRPC's threads
              new (self) oip::NativeServer(options);
            },
            nb::arg("address"), nb::arg("max_message_bytes") = 4 << 20, nb::arg("reuse_port") = false,
-           nb::arg("tls_private_key") = "", nb::arg("tls_certificate") = "", nb::arg("tls_client_ca") = "")
+           nb::arg("tls_private_key") = "", nb::arg("tls_certificate") = "", nb::arg("tls_client_ca") = "",
+           nb::arg("max_calls") = 4096, nb::arg("max_bytes") = std::size_t{1} << 30)
       .def_prop_ro("port", &oip::NativeServer::port)
       .def_prop_ro("running", &oip::NativeServer::running)
       .def_prop_ro("event_fd", [](oip::NativeServer& server) { return server.events().fd(); },
@@ -137,6 +226,86 @@ NB_MODULE(oip_native, module) {
            },
            nb::arg("call"), nb::arg("code"), nb::arg("details"), nb::arg("last").none(), nb::arg("trailing"),
            "Ends a call: status code (gRPC's number), UTF-8 details, an optional last message, trailing metadata.")
+      .def("set_fast_table",
+           [](oip::NativeServer& server, std::optional<nb::list> versions, std::optional<nb::list> models) {
+             auto table = versions && models ? fast_table(*versions, *models) : nullptr;
+             nb::gil_scoped_release unlocked;
+             server.set_fast_table(std::move(table));
+           },
+           nb::arg("versions").none(), nb::arg("models").none(),
+           "The native ModelInfer path's table, or None (every call to Python). versions: (key, model, version "
+           "text, inputs [(name, datatype, shape)], outputs, max_batch_size, max_batch_size_configured, merge, "
+           "max_queue_size, instances, preferred sizes, max_queue_delay_us, priority_levels, default_priority); "
+           "models: (name, [(version text, key)], default key or -1).")
+      .def("answer",
+           [](oip::NativeServer& server, std::uint64_t batch, std::size_t first, std::size_t count, nb::list outputs) {
+             std::vector<oip::NativeServer::Output> parts;
+             std::vector<nb::ndarray<const std::uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>> held;
+             for (nb::handle entry : outputs) {
+               auto fields = nb::cast<nb::tuple>(entry);
+               auto data = nb::cast<nb::ndarray<const std::uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>>(
+                   fields[3]);
+               parts.push_back({nb::cast<std::string>(fields[0]), nb::cast<std::string>(fields[1]),
+                                nb::cast<std::vector<std::int64_t>>(fields[2]),
+                                reinterpret_cast<const char*>(data.data()), data.size()});
+               held.push_back(std::move(data));
+             }
+             {
+               nb::gil_scoped_release unlocked;  // encoding and sending: the arrays stay referenced by `held`
+               server.answer(batch, first, count, parts);
+             }
+           },  // `held` drops its references here, with the GIL
+           nb::arg("batch"), nb::arg("first"), nb::arg("count"), nb::arg("outputs"),
+           "Answers the batch's requests [first, first + count): outputs [(name, datatype, shape, uint8 bytes)], "
+           "split by rows when count > 1.")
+      .def("fail",
+           [](oip::NativeServer& server, std::uint64_t batch, std::size_t first, std::size_t count, int code,
+              nb::bytes details) {
+             std::string message(details.c_str(), details.size());
+             nb::gil_scoped_release unlocked;
+             server.fail(batch, first, count, code, message);
+           },
+           nb::arg("batch"), nb::arg("first"), nb::arg("count"), nb::arg("code"), nb::arg("details"))
+      .def("release", &oip::NativeServer::release, nb::arg("batch"), nb::call_guard<nb::gil_scoped_release>(),
+           "The batch is done: its instance is free; a request left unanswered fails INTERNAL.")
+      .def("version_pending", &oip::NativeServer::version_pending, nb::arg("key"),
+           nb::call_guard<nb::gil_scoped_release>(), "Requests of the version on the native path, queued or running.")
+      .def_prop_ro("native_calls", &oip::NativeServer::native_calls, "ModelInfer calls on the native path now.")
+      .def("submit",
+           [](oip::NativeServer& server, int key, std::uint64_t ticket, nb::list inputs, nb::list output_names,
+              int rows, int priority, std::int64_t deadline_ns, bool enforce_deadline) {
+             auto request = std::make_unique<oip::FastRequest>();
+             request->ticket = ticket;
+             request->rows = rows;
+             request->priority = priority;
+             request->deadline_ns = deadline_ns;
+             request->enforce_deadline = enforce_deadline;
+             request->output_names = nb::cast<std::vector<std::string>>(output_names);
+             // Inputs as the signature lists them: Python's order is its own.
+             std::vector<std::tuple<std::string, std::vector<std::int64_t>, std::string>> given;
+             for (nb::handle entry : inputs) {
+               auto fields = nb::cast<nb::tuple>(entry);
+               auto data = nb::cast<nb::ndarray<const std::uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>>(
+                   fields[2]);
+               given.emplace_back(nb::cast<std::string>(fields[0]), nb::cast<std::vector<std::int64_t>>(fields[1]),
+                                  std::string(reinterpret_cast<const char*>(data.data()), data.size()));
+             }
+             std::string refusal;
+             int status;
+             {
+               nb::gil_scoped_release unlocked;
+               status = server.submit_named(key, std::move(request), given, refusal);
+             }
+             return std::make_tuple(status, refusal);
+           },
+           nb::arg("key"), nb::arg("ticket"), nb::arg("inputs"), nb::arg("output_names"), nb::arg("rows"),
+           nb::arg("priority"), nb::arg("deadline_ns"), nb::arg("enforce_deadline"),
+           "Queues a Python-path request in the version's native batcher: inputs [(name, shape, uint8 bytes)]. "
+           "(0, ''): queued; (1, message): the queue is full; (2, ''): the version is not served natively.")
+      .def("discard", &oip::NativeServer::discard, nb::arg("key"), nb::arg("ticket"),
+           nb::call_guard<nb::gil_scoped_release>(), "Forgets a queued ticket whose caller went away.")
+      .def("set_admitting", &oip::NativeServer::set_admitting, nb::arg("admitting"),
+           "Whether ModelInfer calls may take the native path (off while draining).")
       .def("calls_in_progress", &oip::NativeServer::calls_in_progress, nb::call_guard<nb::gil_scoped_release>())
       .def("stop", &oip::NativeServer::stop, nb::arg("grace_seconds") = 0.0,
            nb::call_guard<nb::gil_scoped_release>());

@@ -31,10 +31,10 @@ class RequestQueue {
   // Rows waiting that could join a batch with the current head.
   int queued_batch_size() const;
   std::size_t size() const { return size_; }
-
- private:
+  // The request that heads the next batch; nullptr when empty.
   const Pending* head() const;
 
+ private:
   std::vector<std::deque<Pending>> levels_;
   std::size_t max_size_;
   std::size_t size_ = 0;

@@ -2,8 +2,12 @@
 
 #include <pthread.h>
 
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include <chrono>
 #include <csignal>
+#include <algorithm>
 #include <deque>
 #include <stdexcept>
 #include <vector>
@@ -31,7 +35,7 @@ struct Call {
 
   struct Ending {
     grpc::Status status;
-    std::optional<std::string> last;
+    std::optional<grpc::ByteBuffer> last;
   };
 
   std::uint64_t id = 0;
@@ -47,6 +51,8 @@ struct Call {
   bool finishing = false;  // Finish (or WriteAndFinish) issued
   bool finished = false;   // ...and completed
   bool done = false;       // gRPC's done tag arrived
+  // A ModelInfer call's started event waits for its message: posted only if Python is to serve it.
+  bool deferred = false;
   Tag started_tag, read_tag, written_tag, finished_tag, done_tag;
 };
 
@@ -92,6 +98,10 @@ grpc::ByteBuffer buffer_of(std::string message) {
 
 std::string text(grpc::string_ref ref) { return std::string(ref.data(), ref.size()); }
 
+const std::string kModelInfer = "/inference.GRPCInferenceService/ModelInfer";
+// server/grpc/draining.py's SHUTTING_DOWN.
+const std::string kShuttingDown = "server is shutting down; retry on another replica";
+
 std::shared_ptr<grpc::ServerCredentials> credentials(const ServerOptions& options) {
   if (options.tls_certificate.empty() || options.tls_private_key.empty()) {
     return grpc::InsecureServerCredentials();
@@ -106,7 +116,8 @@ std::shared_ptr<grpc::ServerCredentials> credentials(const ServerOptions& option
 
 }  // namespace
 
-NativeServer::NativeServer(const ServerOptions& options) {
+NativeServer::NativeServer(const ServerOptions& options)
+    : max_calls_(options.max_calls), max_bytes_(options.max_bytes) {
   SignalsBlocked during_start;
   grpc::ServerBuilder builder;
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, options.reuse_port ? 1 : 0);  // gRPC's default is on
@@ -169,7 +180,16 @@ void NativeServer::on_started(Call* call, bool ok) {
   if (running_) {
     request_next_call();  // the next call, before this one is served
   }
-  CallEvent started{CallEvent::Kind::kStarted, call->id, call->context.method()};
+  call->deferred = call->context.method() == kModelInfer && admitting_ && current_table() != nullptr;
+  if (!call->deferred) {
+    post_started(call, call->context.method());
+  }
+  call->reading = true;
+  call->stream.Read(&call->read_buffer, &call->read_tag);
+}
+
+void NativeServer::post_started(Call* call, std::string method) {
+  CallEvent started{CallEvent::Kind::kStarted, call->id, std::move(method)};
   for (const auto& [key, value] : call->context.client_metadata()) {
     started.metadata.emplace_back(text(key), text(value));
   }
@@ -188,12 +208,18 @@ void NativeServer::on_started(Call* call, bool ok) {
     }
   }
   events_.post(std::move(started));
-  call->reading = true;
-  call->stream.Read(&call->read_buffer, &call->read_tag);
 }
 
 void NativeServer::on_read(Call* call, bool ok) {
+  // Only this thread touches a deferred call until its started event is posted: no lock needed to decide.
+  if (call->deferred && ok && serve_natively(call)) {
+    return;
+  }
   std::lock_guard<std::mutex> lock(mutex_);
+  if (call->deferred) {  // Python serves it after all: it hears of the call now, then of its message
+    call->deferred = false;
+    post_started(call, call->context.method());
+  }
   if (!ok) {  // the client half-closed, or the call ended
     call->reading = false;
     call->half_closed = true;
@@ -274,7 +300,7 @@ void NativeServer::pump(Call* call) {
   }
   call->finishing = true;
   if (call->ending->last) {
-    call->write_buffer = buffer_of(std::move(*call->ending->last));
+    call->write_buffer = std::move(*call->ending->last);
     call->stream.WriteAndFinish(call->write_buffer, grpc::WriteOptions(), call->ending->status,
                                 &call->finished_tag);
   } else {
@@ -302,6 +328,15 @@ bool NativeServer::write(std::uint64_t id, std::string message) {
 
 bool NativeServer::finish(std::uint64_t id, int code, const std::string& details, std::optional<std::string> last,
                           const Metadata& trailing) {
+  std::optional<grpc::ByteBuffer> buffer;
+  if (last) {
+    buffer = buffer_of(std::move(*last));
+  }
+  return finish_call(id, grpc::Status(static_cast<grpc::StatusCode>(code), details), std::move(buffer), trailing);
+}
+
+bool NativeServer::finish_call(std::uint64_t id, const grpc::Status& status, std::optional<grpc::ByteBuffer> last,
+                               const Metadata& trailing) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto found = calls_.find(id);
   if (found == calls_.end() || found->second->ending || queue_closed_) {
@@ -311,7 +346,7 @@ bool NativeServer::finish(std::uint64_t id, int code, const std::string& details
   for (const auto& [key, value] : trailing) {
     call->context.AddTrailingMetadata(key, value);
   }
-  call->ending = Call::Ending{grpc::Status(static_cast<grpc::StatusCode>(code), details), std::move(last)};
+  call->ending = Call::Ending{status, std::move(last)};
   pump(call);
   return true;
 }
@@ -332,6 +367,13 @@ void NativeServer::stop(double grace_seconds) {
   auto deadline = std::chrono::system_clock::now() +
                   std::chrono::milliseconds(static_cast<long long>(grace_seconds * 1000));
   server_->Shutdown(deadline);  // waits for calls in progress until the deadline, then cancels them
+  set_fast_table(nullptr);
+  std::unordered_map<int, std::unique_ptr<VersionBatcher>> batchers;
+  {
+    std::lock_guard<std::mutex> lock(batchers_mutex_);
+    batchers.swap(batchers_);
+  }
+  batchers.clear();  // each stops its scheduler, answering what is still queued UNAVAILABLE
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_closed_ = true;  // no operation may start on a shut-down queue
@@ -343,6 +385,289 @@ void NativeServer::stop(double grace_seconds) {
     delete call;
   }
   calls_.clear();
+}
+
+// ------------------------------------------------------------------ the native ModelInfer path
+
+std::shared_ptr<const FastTable> NativeServer::current_table() {
+  std::lock_guard<std::mutex> lock(table_mutex_);
+  return table_;
+}
+
+void NativeServer::set_fast_table(std::shared_ptr<const FastTable> table) {
+  {
+    std::lock_guard<std::mutex> lock(table_mutex_);
+    table_ = table;
+  }
+  std::lock_guard<std::mutex> lock(batchers_mutex_);
+  for (auto it = batchers_.begin(); it != batchers_.end();) {
+    bool kept = table != nullptr && table->versions.count(it->first) > 0;
+    if (!kept) {
+      it->second->retire();  // its queued requests still run; then it ends
+    }
+    if (!kept && it->second->finished()) {
+      it = batchers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+VersionBatcher* NativeServer::batcher_for(const VersionSpec& spec) {
+  std::lock_guard<std::mutex> lock(batchers_mutex_);
+  auto found = batchers_.find(spec.key);
+  if (found == batchers_.end()) {
+    found = batchers_
+                .emplace(spec.key, std::make_unique<VersionBatcher>(
+                                       spec, [this](std::shared_ptr<Batch> batch) { deliver(std::move(batch)); },
+                                       [this](std::uint64_t call) { return alive(call); },
+                                       [this](const FastRequest& request, VersionBatcher::Outcome outcome,
+                                              std::int64_t waited_ns) { dropped(request, outcome, waited_ns); }))
+                .first;
+  }
+  return found->second.get();
+}
+
+void NativeServer::dropped(const FastRequest& request, VersionBatcher::Outcome outcome, std::int64_t waited_ns) {
+  if (request.ticket != 0) {  // Python answers its own requests
+    CallEvent event{CallEvent::Kind::kTicket, request.ticket};
+    event.outcome = static_cast<int>(outcome);
+    event.waited_ns = waited_ns;
+    events_.post(std::move(event));
+    return;
+  }
+  finish_native(request,
+                outcome == VersionBatcher::Outcome::kStopping
+                    ? grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown)
+                    : grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued"),
+                std::nullopt);
+}
+
+int NativeServer::submit(int key, std::unique_ptr<FastRequest> request, std::string& refusal) {
+  auto table = current_table();
+  if (table == nullptr) {
+    return 2;
+  }
+  auto found = table->versions.find(key);
+  if (found == table->versions.end() || found->second.inputs.size() != request->owned.size()) {
+    return 2;
+  }
+  request->spec = &found->second;
+  request->table = table;
+  request->layout = layout_of(found->second, *request);
+  VersionBatcher* batcher = batcher_for(found->second);
+  if (batcher->enqueue(std::move(request))) {
+    return 0;
+  }
+  if (batcher->retired()) {
+    return 2;
+  }
+  refusal = batcher->full_message();
+  return 1;
+}
+
+int NativeServer::submit_named(int key, std::unique_ptr<FastRequest> request,
+                               std::vector<std::tuple<std::string, std::vector<std::int64_t>, std::string>>& inputs,
+                               std::string& refusal) {
+  auto table = current_table();
+  if (table == nullptr) {
+    return 2;
+  }
+  auto found = table->versions.find(key);
+  if (found == table->versions.end() || found->second.inputs.size() != inputs.size()) {
+    return 2;
+  }
+  for (const auto& spec : found->second.inputs) {
+    auto given = std::find_if(inputs.begin(), inputs.end(),
+                              [&](const auto& input) { return std::get<0>(input) == spec.name; });
+    if (given == inputs.end()) {
+      return 2;
+    }
+    request->shapes.push_back(std::get<1>(*given));
+    request->owned.push_back(std::move(std::get<2>(*given)));
+  }
+  return submit(key, std::move(request), refusal);
+}
+
+bool NativeServer::discard(int key, std::uint64_t ticket) {
+  std::lock_guard<std::mutex> lock(batchers_mutex_);
+  auto found = batchers_.find(key);
+  return found != batchers_.end() && found->second->discard(ticket);
+}
+
+bool NativeServer::serve_natively(Call* call) {
+  auto table = current_table();
+  auto request = std::make_unique<FastRequest>();
+  grpc::ProtoBufferReader reader(&call->read_buffer);
+  if (!request->message.ParseFromZeroCopyStream(&reader) || !admit(table, *request)) {
+    return false;  // Python decodes it again and says what is wrong, or serves what the native path does not
+  }
+  const std::size_t size = call->read_buffer.Length();
+  request->call = call->id;
+  request->bytes = size;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    call->reading = false;
+    call->deferred = false;
+    call->read_buffer.Clear();
+  }
+  // CallLimits' bounds and words, over the native path's calls.
+  std::size_t calls = native_calls_.fetch_add(1) + 1;
+  std::size_t held = native_bytes_.fetch_add(size) + size;
+  if (calls > max_calls_ || held > max_bytes_) {
+    std::string message =
+        calls > max_calls_
+            ? "server is handling " + std::to_string(calls - 1) +
+                  " inference calls, its limit (--max-concurrent-rpcs, SERVER_GRPC_MAX_CONCURRENT_RPCS); retry with "
+                  "backoff"
+            : "server is holding " + std::to_string(held - size) + " bytes of requests and this " +
+                  std::to_string(size) + "-byte request would pass its limit of " + std::to_string(max_bytes_) +
+                  " (--max-inflight-bytes, SERVER_GRPC_MAX_INFLIGHT_BYTES); retry";
+    finish_native(*request, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message), std::nullopt);
+    return true;
+  }
+  VersionBatcher* batcher = batcher_for(*request->spec);
+  const FastRequest* queued = request.get();
+  std::uint64_t call_id = queued->call;
+  if (!batcher->enqueue(std::move(request))) {
+    // enqueue keeps the request only when it succeeds; a refused one is still ours.
+    FastRequest refused;
+    refused.call = call_id;
+    refused.bytes = size;
+    finish_native(refused, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, batcher->full_message()),
+                  std::nullopt);
+  }
+  return true;
+}
+
+bool NativeServer::alive(std::uint64_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto found = calls_.find(id);
+  return found != calls_.end() && !found->second->done;
+}
+
+void NativeServer::finish_native(const FastRequest& request, const grpc::Status& status,
+                                 std::optional<grpc::ByteBuffer> last) {
+  finish_call(request.call, status, std::move(last), {});
+  native_calls_.fetch_sub(1);
+  native_bytes_.fetch_sub(request.bytes);
+}
+
+void NativeServer::deliver(std::shared_ptr<Batch> batch) {
+  {
+    std::lock_guard<std::mutex> lock(batches_mutex_);
+    batch->id = next_batch_++;
+    batch->answered.assign(batch->requests.size(), false);
+    batches_[batch->id] = batch;
+  }
+  events_.post(CallEvent{CallEvent::Kind::kBatch, batch->id});
+}
+
+std::shared_ptr<Batch> NativeServer::batch(std::uint64_t id) {
+  std::lock_guard<std::mutex> lock(batches_mutex_);
+  auto found = batches_.find(id);
+  return found == batches_.end() ? nullptr : found->second;
+}
+
+namespace {
+
+std::int64_t rows_of(const std::vector<std::int64_t>& shape) { return shape.empty() ? 1 : shape[0]; }
+
+}  // namespace
+
+void NativeServer::answer(std::uint64_t id, std::size_t first, std::size_t count,
+                          const std::vector<Output>& outputs) {
+  auto found = batch(id);
+  if (!found || first + count > found->requests.size()) {
+    return;
+  }
+  Batch& answered = *found;
+  const bool split = count > 1;
+  std::vector<std::size_t> offsets(outputs.size(), 0);
+  for (std::size_t index = first; index < first + count; ++index) {
+    const FastRequest& request = *answered.requests[index];
+    if (request.ticket != 0) {  // Python's own request: it takes its share of the outputs itself
+      for (std::size_t output = 0; output < outputs.size(); ++output) {
+        offsets[output] += outputs[output].bytes / static_cast<std::size_t>(rows_of(outputs[output].shape)) *
+                           static_cast<std::size_t>(request.rows);
+      }
+      answered.answered[index] = true;
+      continue;
+    }
+    inference::ModelInferResponse response;
+    response.set_model_name(request.spec->model_name);
+    response.set_model_version(request.spec->version_text);
+    response.set_id(request.message.id());
+    for (std::size_t output = 0; output < outputs.size(); ++output) {
+      const Output& whole = outputs[output];
+      auto* tensor = response.add_outputs();
+      tensor->set_name(whole.name);
+      tensor->set_datatype(whole.datatype);
+      std::size_t bytes = whole.bytes;
+      for (std::size_t axis = 0; axis < whole.shape.size(); ++axis) {
+        tensor->add_shape(axis == 0 && split ? request.rows : whole.shape[axis]);
+      }
+      if (split) {
+        bytes = whole.bytes / static_cast<std::size_t>(rows_of(whole.shape)) * static_cast<std::size_t>(request.rows);
+      }
+      response.add_raw_output_contents(whole.data + offsets[output], bytes);
+      offsets[output] += bytes;
+    }
+    grpc::ByteBuffer buffer;
+    bool own = false;
+    grpc::SerializationTraits<inference::ModelInferResponse>::Serialize(response, &buffer, &own);
+    answered.answered[index] = true;
+    finish_native(request, grpc::Status::OK, std::move(buffer));
+  }
+}
+
+void NativeServer::fail(std::uint64_t id, std::size_t first, std::size_t count, int code,
+                        const std::string& details) {
+  auto found = batch(id);
+  if (!found || first + count > found->requests.size()) {
+    return;
+  }
+  for (std::size_t index = first; index < first + count; ++index) {
+    if (!found->answered[index]) {
+      found->answered[index] = true;
+      if (found->requests[index]->ticket != 0) {
+        continue;  // Python fails its own requests
+      }
+      finish_native(*found->requests[index], grpc::Status(static_cast<grpc::StatusCode>(code), details),
+                    std::nullopt);
+    }
+  }
+}
+
+void NativeServer::release(std::uint64_t id) {
+  std::shared_ptr<Batch> released;
+  {
+    std::lock_guard<std::mutex> lock(batches_mutex_);
+    auto found = batches_.find(id);
+    if (found == batches_.end()) {
+      return;
+    }
+    released = std::move(found->second);
+    batches_.erase(found);
+  }
+  for (std::size_t index = 0; index < released->requests.size(); ++index) {
+    if (!released->answered[index] && released->requests[index]->ticket == 0) {
+      finish_native(*released->requests[index],
+                    grpc::Status(grpc::StatusCode::INTERNAL, "the batch ended without an answer for this request"),
+                    std::nullopt);
+    }
+  }
+  std::lock_guard<std::mutex> lock(batchers_mutex_);
+  auto batcher = batchers_.find(released->key);
+  if (batcher != batchers_.end()) {
+    batcher->second->released(released->requests.size());
+  }
+}
+
+std::size_t NativeServer::version_pending(int key) {
+  std::lock_guard<std::mutex> lock(batchers_mutex_);
+  auto found = batchers_.find(key);
+  return found == batchers_.end() ? 0 : found->second->pending();
 }
 
 }  // namespace oip

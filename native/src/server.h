@@ -8,15 +8,19 @@
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
+#include "batcher.h"
 #include "events.h"
+#include "fast_path.h"
 
 namespace oip {
 
@@ -28,6 +32,9 @@ struct ServerOptions {
   std::string tls_private_key;
   std::string tls_certificate;
   std::string tls_client_ca;
+  // The native path's own bounds (CallLimits' numbers; each path counts its own calls).
+  std::size_t max_calls = 4096;
+  std::size_t max_bytes = std::size_t{1} << 30;
 };
 
 struct Call;
@@ -62,6 +69,36 @@ class NativeServer {
 
   std::size_t calls_in_progress();
 
+  // ModelInfer on the native path (fast_path.h): Python publishes the table (nullptr: every call to Python).
+  void set_fast_table(std::shared_ptr<const FastTable> table);
+  // A delivered batch's requests [first, first + count) answered with `outputs` (split by rows when count > 1),
+  // or failed with a status. Each request is answered once; release() frees the batch and its instance, failing
+  // any request left unanswered.
+  struct Output {
+    std::string name;
+    std::string datatype;
+    std::vector<std::int64_t> shape;
+    const char* data;
+    std::size_t bytes;
+  };
+  void answer(std::uint64_t batch, std::size_t first, std::size_t count, const std::vector<Output>& outputs);
+  void fail(std::uint64_t batch, std::size_t first, std::size_t count, int code, const std::string& details);
+  void release(std::uint64_t batch);
+  std::shared_ptr<Batch> batch(std::uint64_t id);
+  std::size_t version_pending(int key);
+  // A request the Python path routed and validated, queued in the version's native batcher so that both paths
+  // share one queue and its instances. 0: queued; 1: the queue is full (`refusal` says so); 2: the version is not
+  // served natively (use the Python batcher).
+  int submit(int key, std::unique_ptr<FastRequest> request, std::string& refusal);
+  // submit() with the inputs by name, in any order: (name, shape, bytes).
+  int submit_named(int key, std::unique_ptr<FastRequest> request,
+                   std::vector<std::tuple<std::string, std::vector<std::int64_t>, std::string>>& inputs,
+                   std::string& refusal);
+  bool discard(int key, std::uint64_t ticket);
+  // Whether ModelInfer calls may take the native path (false while draining: Python refuses them).
+  void set_admitting(bool admitting) { admitting_ = admitting; }
+  std::size_t native_calls() const { return native_calls_.load(); }
+
  private:
   friend struct Call;
   void serve();
@@ -73,6 +110,16 @@ class NativeServer {
   void on_done(Call* call);
   void pump(Call* call);  // with mutex_ held: start the next write, or the finish once writes are out
   void free_if_idle(Call* call);
+  bool serve_natively(Call* call);
+  void dropped(const FastRequest& request, VersionBatcher::Outcome outcome, std::int64_t waited_ns);  // a ModelInfer call's first message: true when the native path took it
+  void post_started(Call* call, std::string method);
+  bool finish_call(std::uint64_t call, const grpc::Status& status, std::optional<grpc::ByteBuffer> last,
+                   const Metadata& trailing);
+  void finish_native(const FastRequest& request, const grpc::Status& status, std::optional<grpc::ByteBuffer> last);
+  void deliver(std::shared_ptr<Batch> batch);
+  bool alive(std::uint64_t call);
+  VersionBatcher* batcher_for(const VersionSpec& spec);
+  std::shared_ptr<const FastTable> current_table();
 
   grpc::AsyncGenericService service_;
   std::unique_ptr<grpc::ServerCompletionQueue> queue_;
@@ -85,6 +132,19 @@ class NativeServer {
   int port_ = 0;
   bool running_ = false;
   bool queue_closed_ = false;
+
+  std::size_t max_calls_;
+  std::size_t max_bytes_;
+  std::atomic<bool> admitting_{true};
+  std::atomic<std::size_t> native_calls_{0};
+  std::atomic<std::size_t> native_bytes_{0};
+  std::mutex table_mutex_;
+  std::shared_ptr<const FastTable> table_;
+  std::mutex batchers_mutex_;
+  std::unordered_map<int, std::unique_ptr<VersionBatcher>> batchers_;
+  std::mutex batches_mutex_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<Batch>> batches_;
+  std::uint64_t next_batch_ = 1;
 };
 
 }  // namespace oip

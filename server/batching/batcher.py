@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy.typing as npt
 
@@ -66,6 +66,28 @@ class BatchPolicy:
     """How long settling may hold a batch back at most, however busy the loop stays."""
 
 
+class Batcher(Protocol):
+    """What a loaded version needs of its batcher: DynamicBatcher, or the native frontend's shared C++ queue
+    (server/native/shared_queue.py)."""
+
+    @property
+    def policy(self) -> BatchPolicy: ...
+
+    async def submit(
+        self,
+        inputs: dict[str, npt.NDArray[Any]],
+        output_names: Sequence[str],
+        batch_size: int,
+        priority: int = 1,
+        deadline: float | None = None,
+        enforce_deadline: bool = True,
+        key: tuple[Any, ...] | None = None,
+        trace: object | None = None,
+    ) -> RunResult: ...
+
+    async def stop(self) -> None: ...
+
+
 class DynamicBatcher:
     """Create and `await start()` inside the running loop; `await stop()` after the version drained."""
 
@@ -90,6 +112,10 @@ class DynamicBatcher:
         self._slots: asyncio.Semaphore | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._executions: set[asyncio.Task[None]] = set()
+
+    @property
+    def policy(self) -> BatchPolicy:
+        return self._policy
 
     @property
     def queued(self) -> int:

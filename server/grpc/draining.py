@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 from server.errors import ShuttingDownError
 
@@ -32,6 +33,14 @@ QUIET_MAX_S = 2.0
 #: to take calls from grpc-core (some may be queued there unseen), so the quiet time starts again.
 QUIET_TICK_S = 0.02
 LAG_TICKS = 5
+
+
+class OutsideCalls(Protocol):
+    """Inference calls admitted elsewhere (the native frontend's C++ path) that the drain must also wait for."""
+
+    def stop_admitting(self) -> None: ...
+
+    def in_flight(self) -> int: ...
 
 
 class Drain:
@@ -48,10 +57,18 @@ class Drain:
         self._busy_at_begin = False
         self._begun: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
+        self._outside: list[OutsideCalls] = []
+
+    def watch(self, outside: OutsideCalls) -> None:
+        """Also drain `outside`: told to stop admitting on begin(), waited for by wait_idle()."""
+        self._outside.append(outside)
+
+    def _outside_in_flight(self) -> int:
+        return sum(outside.in_flight() for outside in self._outside)
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self._in_flight + self._outside_in_flight()
 
     def admit(self) -> None:
         """Count a new call in, or raise ShuttingDownError (UNAVAILABLE) once draining."""
@@ -81,7 +98,9 @@ class Drain:
     def begin(self) -> None:
         """Refuse new calls from now on and tell open streams to wind down. Idempotent."""
         if not self.draining:
-            self._busy_at_begin = self._in_flight > 0
+            for outside in self._outside:
+                outside.stop_admitting()
+            self._busy_at_begin = self.in_flight > 0
         self.draining = True
         self.begun().set()
         if self._idle is None:
@@ -92,10 +111,15 @@ class Drain:
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait, after begin(), until every admitted call has ended; False when `timeout_s` passed first."""
         assert self._idle is not None, "begin() first"
+        deadline = time.monotonic() + timeout_s
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
             return False
+        while self._outside_in_flight() > 0:  # counted elsewhere (C++): polled
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(QUIET_TICK_S / 4)
         return True
 
     async def wait_quiet(self, timeout_s: float) -> None:

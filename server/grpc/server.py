@@ -4,8 +4,8 @@ optional admin listener (--admin-port), on either frontend (--frontend): grpc.ai
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -24,8 +24,6 @@ from server.grpc.health import HealthBridge
 from server.grpc.registration import SERVICE as INFERENCE_SERVICE
 from server.grpc.registration import method_handlers
 from server.grpc.servicer import InferenceServicer
-from server.native.extension import load_extension
-from server.native.frontend import NativeGrpcServer
 from server.security.admin_policy import AdminPolicy
 from server.settings import GrpcSettings
 
@@ -91,11 +89,11 @@ class GrpcEndpoint(Protocol):
 
 
 Handlers = Mapping[str, "grpc.RpcMethodHandler[Any, Any]"]
+#: Every service's handlers by method name, keyed by the service's full name.
+Services: TypeAlias = dict[str, dict[str, "grpc.RpcMethodHandler[Any, Any]"]]
 
 
-def _service_handlers(
-    inference: Handlers, routing_admin: Handlers, health: HealthBridge
-) -> dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]:
+def _service_handlers(inference: Handlers, routing_admin: Handlers, health: HealthBridge) -> Services:
     """Every service's handlers by method name, keyed by the service's full name."""
     return {
         INFERENCE_SERVICE.full_name: dict(inference),
@@ -107,33 +105,19 @@ def _service_handlers(
     }
 
 
-def _endpoint(
-    settings: GrpcSettings, host: str, port: int, services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]
-) -> tuple[GrpcEndpoint, int]:
-    if settings.frontend == "native":
-        return _native_endpoint(settings, host, port, services)
+#: Binds a server for `services` at (host, port): (the server, the port it bound). `python_endpoint` is grpc.aio's;
+#: server.native.endpoint has the native frontend's.
+EndpointFactory: TypeAlias = Callable[[GrpcSettings, str, int, Services], tuple[GrpcEndpoint, int]]
+
+
+def python_endpoint(settings: GrpcSettings, host: str, port: int, services: Services) -> tuple[GrpcEndpoint, int]:
+    """The grpc.aio server (--frontend python)."""
     server = _new_server(settings)
     # Inference first: grpc asks the generic handlers in order for every call.
     server.add_generic_rpc_handlers(
         tuple(grpc.method_handlers_generic_handler(name, methods) for name, methods in services.items())
     )
     return server, _bind(server, settings, host, port)
-
-
-def _native_endpoint(
-    settings: GrpcSettings, host: str, port: int, services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]
-) -> tuple[GrpcEndpoint, int]:
-    handlers = {
-        f"/{service}/{method}": handler for service, methods in services.items() for method, handler in methods.items()
-    }
-    tls = None
-    if settings.tls_certificate is not None and settings.tls_private_key is not None:
-        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
-        tls = (settings.tls_private_key.read_bytes(), settings.tls_certificate.read_bytes(), client_ca)
-    server = NativeGrpcServer(
-        load_extension(), handlers, f"{host}:{port}", settings.max_message_bytes, settings.reuse_port, tls
-    )
-    return server, server.port
 
 
 def build_grpc_server(
@@ -143,10 +127,12 @@ def build_grpc_server(
     admin: routing_admin_pb2_grpc.RoutingAdminServicer,
     admin_policy: AdminPolicy,
     admin_elsewhere: bool = False,
+    endpoint: EndpointFactory = python_endpoint,
 ) -> tuple[GrpcEndpoint, int]:
     """A configured, bound (not yet started) server and the port it bound; `admin_policy` guards the admin RPCs.
 
-    With `admin_elsewhere` (an admin listener of its own, `build_admin_server`) this port refuses them instead."""
+    With `admin_elsewhere` (an admin listener of its own, `build_admin_server`) this port refuses them instead.
+    `endpoint` makes the server: grpc.aio's, or the native frontend's."""
     inference = method_handlers(servicer)
     routing_admin = method_handlers(admin, ADMIN_SERVICE, frozenset())
     if admin_elsewhere:
@@ -156,7 +142,7 @@ def build_grpc_server(
         refusals = RefusalLog()
         inference = guard_methods(inference, INFERENCE_ADMIN_METHODS, admin_policy, refusals)
         routing_admin = guard_methods(routing_admin, ROUTING_ADMIN_METHODS, admin_policy, refusals)
-    return _endpoint(settings, settings.host, settings.port, _service_handlers(inference, routing_admin, health))
+    return endpoint(settings, settings.host, settings.port, _service_handlers(inference, routing_admin, health))
 
 
 def build_admin_server(
@@ -167,6 +153,7 @@ def build_admin_server(
     health: HealthBridge,
     admin: routing_admin_pb2_grpc.RoutingAdminServicer,
     admin_policy: AdminPolicy,
+    endpoint: EndpointFactory = python_endpoint,
 ) -> tuple[GrpcEndpoint, int]:
     """The admin listener (--admin-port): the admin RPCs, RepositoryIndex, health and reflection, guarded by
     `admin_policy`, with the gRPC settings' TLS and limits. Bound, not yet started; also the port it bound."""
@@ -180,4 +167,4 @@ def build_admin_server(
     routing_admin = guard_methods(
         method_handlers(admin, ADMIN_SERVICE, frozenset()), ROUTING_ADMIN_METHODS, admin_policy, refusals
     )
-    return _endpoint(settings, host, port, _service_handlers(inference, routing_admin, health))
+    return endpoint(settings, host, port, _service_handlers(inference, routing_admin, health))

@@ -21,10 +21,11 @@ import grpc
 from grpc.aio import AbortError
 
 from server.native.context import NativeContext, auth_properties, invocation_metadata
+from server.native.inference_path import NativeInferencePath
 
 log = logging.getLogger(__name__)
 
-_STARTED, _MESSAGE, _HALF_CLOSED, _DONE, _WRITTEN = 0, 1, 2, 3, 4
+_STARTED, _MESSAGE, _HALF_CLOSED, _DONE, _WRITTEN, _BATCH, _TICKET = 0, 1, 2, 3, 4, 5, 6
 #: Messages a handler may have going out on one call before its next write waits: grpc.aio waits for each write,
 #: so that a client that does not read holds the handler back; two keep the pipe full without unbounded memory.
 WRITE_WINDOW = 2
@@ -64,9 +65,12 @@ class NativeGrpcServer:
         max_message_bytes: int,
         reuse_port: bool,
         tls: tuple[bytes, bytes, bytes | None] | None = None,
+        inference_path: NativeInferencePath | None = None,
+        limits: tuple[int, int] = (4096, 1 << 30),
     ) -> None:
         """Binds `address` (raises OSError when it cannot); `tls` is (private key, certificate chain, client CA or
-        None) in PEM."""
+        None) in PEM. `inference_path` answers plain ModelInfer calls in C++ (None: every call comes to Python);
+        `limits` bounds its calls and request bytes (CallLimits' numbers)."""
         key, certificate, client_ca = tls if tls is not None else (b"", b"", None)
         try:
             self._native = extension.NativeServer(
@@ -76,6 +80,8 @@ class NativeGrpcServer:
                 tls_private_key=key.decode(),
                 tls_certificate=certificate.decode(),
                 tls_client_ca=(client_ca or b"").decode(),
+                max_calls=limits[0],
+                max_bytes=limits[1],
             )
         except RuntimeError as error:
             raise OSError(f"could not bind gRPC to {address}: {error}") from None
@@ -84,6 +90,9 @@ class NativeGrpcServer:
         self._calls: dict[int, _Call] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
+        self._inference_path = inference_path
+        if inference_path is not None:
+            inference_path.attach(self._native)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -97,6 +106,8 @@ class NativeGrpcServer:
         # C++ waits for the calls in progress, which this loop keeps answering meanwhile.
         await asyncio.to_thread(self._native.stop, 3600.0 * 24 if grace is None else grace)
         self._take_events()  # the done events of the calls it cancelled
+        if self._inference_path is not None:
+            await self._inference_path.stop()
         if self._loop is not None:
             self._loop.remove_reader(self._native.event_fd)
         tasks = [call.task for call in self._calls.values() if call.task is not None]
@@ -112,6 +123,16 @@ class NativeGrpcServer:
             kind, call_id = event[0], event[1]
             if kind == _STARTED:
                 self._started(call_id, event[2], event[3], event[4], event[5], event[6])
+                continue
+            if kind == _BATCH:
+                if self._inference_path is not None:
+                    self._inference_path.on_batch(event)
+                else:
+                    self._native.release(call_id)
+                continue
+            if kind == _TICKET:
+                if self._inference_path is not None:
+                    self._inference_path.on_ticket(event)
                 continue
             call = self._calls.get(call_id)
             if call is None:  # answered and forgotten: a late read or done event

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from server.admission import RequestValidator
-from server.batching.batcher import DynamicBatcher
+from server.batching.batcher import Batcher
 from server.model_config import ModelConfig
 from server.predictions.profile import ReferenceProfile
 from server.runtime.identity import ModelIdentity
@@ -27,7 +28,7 @@ class LoadedVersion:
     signature: ModelSignature
     config: ModelConfig
     runner: Runner
-    batcher: DynamicBatcher
+    batcher: Batcher
     providers: tuple[str, ...]
     recorder: VersionRecorder
     """Request and execution accounting: ModelStatistics counters and Prometheus samples."""
@@ -40,6 +41,8 @@ class LoadedVersion:
     version_text: str = field(init=False)
     """The version number as responses carry it."""
     validator: RequestValidator = field(init=False)
+    native_in_flight: Callable[[], int] | None = None
+    """This version's requests on the native frontend's ModelInfer path (queued or running there), when it has one."""
     _in_flight: int = 0
     _idle: asyncio.Event | None = None
 
@@ -50,7 +53,8 @@ class LoadedVersion:
     @property
     def in_flight(self) -> int:
         """Requests accepted for this version and not yet answered."""
-        return self._in_flight
+        native = 0 if self.native_in_flight is None else self.native_in_flight()
+        return self._in_flight + native
 
     def __post_init__(self) -> None:
         self.label = f"{self.model_name}:{self.version}"
@@ -77,13 +81,18 @@ class LoadedVersion:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until no request uses this version; False if `timeout_s` passed first."""
-        if self._in_flight == 0:
-            return True
-        self._idle = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except TimeoutError:
-            return False
+        deadline = time.monotonic() + timeout_s
+        if self._in_flight > 0:
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+            except TimeoutError:
+                return False
+        # The native path's requests are counted in C++: polled, briefly (it stopped routing here already).
+        while self.native_in_flight is not None and self.native_in_flight() > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
         return True
 
     async def close(self) -> None:

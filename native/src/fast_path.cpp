@@ -1,0 +1,162 @@
+#include "fast_path.h"
+
+#include <time.h>
+
+
+namespace oip {
+
+std::size_t element_bytes(const std::string& datatype) {
+  static const std::unordered_map<std::string, std::size_t> sizes = {
+      {"BOOL", 1},  {"UINT8", 1}, {"INT8", 1},  {"UINT16", 2}, {"INT16", 2}, {"FP16", 2},
+      {"UINT32", 4}, {"INT32", 4}, {"FP32", 4}, {"UINT64", 8}, {"INT64", 8}, {"FP64", 8},
+  };
+  auto found = sizes.find(datatype);
+  return found == sizes.end() ? 0 : found->second;
+}
+
+std::int64_t monotonic_ns() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
+namespace {
+
+void append(std::string& layout, std::int64_t value) {
+  layout.append(reinterpret_cast<const char*>(&value), sizeof(value));
+}
+
+const ModelRoutes* routes_of(const FastTable& table, const std::string& model) {
+  auto found = table.models.find(model);
+  return found == table.models.end() ? nullptr : &found->second;
+}
+
+}  // namespace
+
+std::string layout_of(const VersionSpec& spec, const FastRequest& request) {
+  // What requests must share to merge: each input's non-batch dimensions (names and datatypes are the signature's),
+  // then the outputs. Exact bytes, not a hash: the batcher interns it, so no collision can merge two layouts that
+  // must not.
+  std::string layout;
+  for (const auto& shape : request.shapes) {
+    append(layout, static_cast<std::int64_t>(shape.size()));
+    for (std::size_t axis = spec.max_batch_size > 0 ? 1 : 0; axis < shape.size(); ++axis) {
+      append(layout, shape[axis]);
+    }
+  }
+  for (const auto& name : request.output_names) {
+    append(layout, static_cast<std::int64_t>(name.size()));
+    layout += name;
+  }
+  return layout;
+}
+
+bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request) {
+  const auto& message = request.message;
+  if (!table || message.parameters_size() != 0) {
+    return false;  // parameters (priority, timeout, sticky keys, ...) are Python's to interpret
+  }
+  if (message.id().size() > 1024) {
+    return false;  // server/grpc/tensors.py MAX_ID_BYTES: Python refuses it, saying so
+  }
+  const ModelRoutes* routes = routes_of(*table, message.model_name());
+  if (routes == nullptr) {
+    return false;
+  }
+  int key = -1;
+  if (message.model_version().empty()) {
+    key = routes->default_key;
+    request.route = RouteKind::kWeighted;
+  } else {
+    auto pinned = routes->pinned.find(message.model_version());
+    key = pinned == routes->pinned.end() ? -1 : pinned->second;
+    request.route = RouteKind::kPinned;
+  }
+  auto version = table->versions.find(key);
+  if (key < 0 || version == table->versions.end()) {
+    return false;
+  }
+  const VersionSpec& spec = version->second;
+  const auto count = spec.inputs.size();
+  if (static_cast<std::size_t>(message.inputs_size()) != count ||
+      static_cast<std::size_t>(message.raw_input_contents_size()) != count) {
+    return false;
+  }
+  request.input_order.assign(count, -1);
+  request.shapes.assign(count, {});
+  std::int64_t batch = -1;
+  std::size_t bytes = 0;
+  for (int index = 0; index < message.inputs_size(); ++index) {
+    const auto& tensor = message.inputs(index);
+    if (tensor.has_contents() || tensor.parameters_size() != 0) {
+      return false;
+    }
+    std::size_t position = 0;
+    while (position < count && spec.inputs[position].name != tensor.name()) {
+      ++position;
+    }
+    if (position == count || request.input_order[position] != -1 || tensor.datatype() != spec.inputs[position].datatype) {
+      return false;  // unknown, repeated or mistyped: Python says which
+    }
+    const InputSpec& input = spec.inputs[position];
+    if (static_cast<std::size_t>(tensor.shape_size()) != input.shape.size()) {
+      return false;
+    }
+    std::int64_t elements = 1;
+    for (int axis = 0; axis < tensor.shape_size(); ++axis) {
+      std::int64_t dim = tensor.shape(axis);
+      if (dim < 0 || (input.shape[axis] != -1 && input.shape[axis] != dim)) {
+        return false;
+      }
+      elements *= dim;
+    }
+    if (message.raw_input_contents(index).size() != static_cast<std::size_t>(elements) * input.element_bytes) {
+      return false;
+    }
+    if (spec.max_batch_size > 0) {
+      std::int64_t rows = tensor.shape_size() > 0 ? tensor.shape(0) : -1;
+      if (rows < 1 || (batch != -1 && rows != batch)) {
+        return false;
+      }
+      batch = rows;
+    }
+    request.input_order[position] = index;
+    request.shapes[position].assign(tensor.shape().begin(), tensor.shape().end());
+    bytes += message.raw_input_contents(index).size();
+  }
+  if (spec.max_batch_size > 0 && batch > spec.max_batch_size && spec.max_batch_size_configured) {
+    return false;  // Python refuses it, naming the limit
+  }
+  request.output_names.clear();
+  if (message.outputs_size() == 0) {
+    request.output_names = spec.outputs;
+  } else {
+    for (const auto& wanted : message.outputs()) {
+      if (wanted.parameters_size() != 0) {
+        return false;
+      }
+      bool known = false;
+      for (const auto& name : spec.outputs) {
+        known = known || name == wanted.name();
+      }
+      if (!known) {
+        return false;
+      }
+      bool repeated = false;
+      for (const auto& name : request.output_names) {
+        repeated = repeated || name == wanted.name();
+      }
+      if (!repeated) {  // named twice: computed and answered once, like the Python path
+        request.output_names.push_back(wanted.name());
+      }
+    }
+  }
+  request.layout = layout_of(spec, request);
+  request.spec = &spec;
+  request.table = table;
+  request.rows = spec.max_batch_size > 0 ? static_cast<int>(batch) : 1;
+  request.bytes = bytes;
+  return true;
+}
+
+}  // namespace oip

@@ -1,0 +1,94 @@
+// ModelInfer answered in C++ (docs/native-data-plane.md, milestone 2): which requests may take the native path,
+// and their decoding and response encoding. Python publishes a FastTable (data, never callbacks) describing every
+// version that may be served natively and how each model routes a request without a version. A request takes
+// the native path only when it is the plain case: a known model and version, exactly the signature's inputs as
+// raw contents of the right sizes, no parameters, no typed contents. Everything else is delegated to Python,
+// which gives the same answer as ever (errors included), so the two paths cannot disagree on what is an error.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "oip/v1/grpc_service.pb.h"
+
+namespace oip {
+
+struct InputSpec {
+  std::string name;
+  std::string datatype;
+  std::vector<std::int64_t> shape;  // -1: any size; with batching, dimension 0 is the batch dimension
+  std::size_t element_bytes;
+};
+
+struct VersionSpec {
+  int key;  // Python's handle of the loaded version
+  std::string model_name;
+  std::string version_text;
+  std::vector<InputSpec> inputs;       // the signature's order: merged batches list inputs in it
+  std::vector<std::string> outputs;    // the signature's order: what a request naming none gets
+  int max_batch_size = 0;              // 0: no batch dimension, one request per execution
+  bool max_batch_size_configured = true;
+  bool merge = true;
+  std::size_t max_queue_size = 1024;
+  int instances = 1;
+  std::vector<int> preferred_batch_sizes;
+  std::int64_t max_queue_delay_us = 0;
+  int priority_levels = 1;
+  int default_priority = 1;
+};
+
+struct ModelRoutes {
+  std::unordered_map<std::string, int> pinned;  // version text -> key, for requests naming their version
+  int default_key = -1;                         // a request without version; -1: Python routes it
+};
+
+struct FastTable {
+  std::unordered_map<int, VersionSpec> versions;
+  std::unordered_map<std::string, ModelRoutes> models;
+};
+
+// Route kinds, numbered as server.routing.table.Route.
+enum class RouteKind : int { kPinned = 0, kWeighted = 1 };
+
+// One request in a native batcher's queue: either a ModelInfer call on the native path (its parsed message owns
+// the tensor bytes; C++ answers it), or a request the Python path routed and validated (`ticket` != 0: its bytes
+// copied into `owned`; Python answers it with its share of the outputs).
+struct FastRequest {
+  std::uint64_t call = 0;
+  std::uint64_t ticket = 0;
+  std::vector<std::string> owned;  // a ticket's inputs, in the signature's order
+  int priority = 0;                // 0: the version's default level
+  std::int64_t deadline_ns = -1;   // monotonic; a request still queued then is never executed
+  bool enforce_deadline = false;   // expire it at its deadline even while no batch forms (else when one does)
+  inference::ModelInferRequest message;
+  const VersionSpec* spec = nullptr;     // valid while the table that admitted it is alive (held by `table`)
+  std::shared_ptr<const FastTable> table;
+  std::vector<int> input_order;          // message input index of each spec input
+  std::vector<std::string> output_names; // the outputs to compute, in response order
+  std::vector<std::vector<std::int64_t>> shapes;  // per spec input
+  int rows = 1;
+  std::string layout;  // equal layouts may merge into one execution
+  std::int64_t enqueued_ns = 0;
+  std::size_t bytes = 0;
+  RouteKind route = RouteKind::kWeighted;
+
+  const std::string& raw(std::size_t spec_input) const {
+    return ticket != 0 ? owned[spec_input] : message.raw_input_contents(input_order[spec_input]);
+  }
+};
+
+// Fills `request` (already parsed into request.message) when it is the plain case for a version in `table`; false
+// when Python must take it.
+bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request);
+// The merge layout of a request whose shapes (per spec input) and output names are set.
+std::string layout_of(const VersionSpec& spec, const FastRequest& request);
+
+std::size_t element_bytes(const std::string& datatype);  // 0 for datatypes the native path does not take (BYTES)
+
+std::int64_t monotonic_ns();  // CLOCK_MONOTONIC, the clock of Python's time.perf_counter_ns()
+
+}  // namespace oip

@@ -1,0 +1,90 @@
+"""The native frontend's ModelInfer path, wired to the app: keeps the C++ table in step with the repository,
+runs the batches C++ delivers, and takes part in the drain.
+
+Per request nothing here runs: the table is republished when a model changes (a load, an unload, a routing change),
+batches run once per batch (server/native/batches.py), and the drain asks C++ how many calls it holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.batching.batcher import DynamicBatcher
+from server.native.batches import NativeBatches
+from server.native.fast_table import VersionKeys, fast_table
+from server.native.shared_queue import SharedQueueBatcher, Tickets
+from server.repository.manager import ModelRepository
+from server.repository.records import ModelRecord
+from server.versions.loaded import LoadedVersion
+
+
+class NativeInferencePath:
+    """`enabled` false (tracing sampled per request, an access log): every ModelInfer stays on the Python path,
+    which does those per request."""
+
+    def __init__(self, repository: ModelRepository, enabled: bool) -> None:
+        self._repository = repository
+        self._enabled = enabled
+        self._keys = VersionKeys()
+        self._tickets = Tickets()
+        self._native: Any = None
+        self._batches: NativeBatches | None = None
+        repository.add_listener(self.on_model_change)
+
+    def attach(self, native: Any) -> None:
+        """The extension's NativeServer this path serves on; publishes the table."""
+        self._native = native
+        self._batches = NativeBatches(native, self._keys, self._tickets)
+        self.publish()
+
+    def on_batch(self, event: tuple[Any, ...]) -> None:
+        assert self._batches is not None
+        self._batches.run(event)
+
+    def on_ticket(self, event: tuple[Any, ...]) -> None:
+        """A Python-path request C++ dropped unrun: (6, ticket, outcome, waited_ns)."""
+        self._tickets.dropped(event[1], event[2], event[3])
+
+    def on_model_change(self, record: ModelRecord) -> None:
+        self.publish()
+
+    def publish(self) -> None:
+        native = self._native
+        if native is None:
+            return
+        if not self._enabled:
+            native.set_fast_table(None, None)
+            return
+        versions, models = fast_table(self._repository.records(), self._keys)
+        native.set_fast_table(versions, models)
+        published = {row[0] for row in versions}
+        for key in self._keys.known():
+            loaded = self._keys.version(key)
+            if key in published and loaded is not None:
+                self._serve_version(loaded, key)
+            elif native.version_pending(key) == 0:
+                self._keys.forget(key)  # gone from the table and nothing of it left in C++
+
+    def _serve_version(self, loaded: LoadedVersion, key: int) -> None:
+        """From now on the version's requests from both paths share its C++ queue."""
+        native = self._native
+        if loaded.native_in_flight is None:
+            loaded.native_in_flight = lambda: int(native.version_pending(key))
+        if not isinstance(loaded.batcher, SharedQueueBatcher):
+            python_batcher = loaded.batcher
+            assert isinstance(python_batcher, DynamicBatcher)
+            loaded.batcher = SharedQueueBatcher(native, key, loaded.label, self._tickets, python_batcher)
+
+    # ------------------------------------------------------------ the drain (server.grpc.draining.Drain)
+
+    def stop_admitting(self) -> None:
+        """Draining: new ModelInfer calls go to Python, which refuses them UNAVAILABLE."""
+        if self._native is not None:
+            self._native.set_admitting(False)
+
+    def in_flight(self) -> int:
+        return 0 if self._native is None else int(self._native.native_calls)
+
+    async def stop(self) -> None:
+        if self._batches is not None:
+            await self._batches.stop()
