@@ -45,6 +45,7 @@ bool VersionBatcher::enqueue(std::unique_ptr<FastRequest> request) {
   }
   auto [layout, added] = layouts_.try_emplace(request->layout, layouts_.size() + 1);
   std::uint64_t id = next_id_++;
+  const bool was_empty = queue_.size() == 0;
   if (!queue_.put(id, level(spec_, *request), request->rows, layout->second)) {
     return false;
   }
@@ -52,11 +53,18 @@ bool VersionBatcher::enqueue(std::unique_ptr<FastRequest> request) {
   if (request->ticket != 0) {
     tickets_[request->ticket] = id;
   }
-  if (request->enforce_deadline && request->deadline_ns >= 0) {
+  const bool new_deadline = request->enforce_deadline && request->deadline_ns >= 0;
+  if (new_deadline) {
     deadlines_.emplace(request->deadline_ns, id);
   }
   waiting_.emplace(id, std::move(request));
-  changed_.notify_one();
+  // Wake the scheduler only when this request can change what it does: it was idle (empty queue), it waits for a
+  // batch to fill, or there is a new deadline to watch. While every instance is busy it waits for released(), and
+  // a wake-up per request would cost a context switch each (measured: most of the server's CPU on the tiny model).
+  const bool delaying = spec_.max_queue_delay_us > 0 && batches_out_ < spec_.instances;
+  if (was_empty || delaying || new_deadline) {
+    changed_.notify_one();
+  }
   return true;
 }
 
@@ -139,9 +147,14 @@ void VersionBatcher::drop_all(std::vector<std::unique_ptr<FastRequest>>& request
   requests.clear();
 }
 
-void VersionBatcher::released(std::size_t requests) {
+void VersionBatcher::executed() {
   std::lock_guard<std::mutex> lock(mutex_);
   batches_out_ -= 1;
+  changed_.notify_one();
+}
+
+void VersionBatcher::released(std::size_t requests) {
+  std::lock_guard<std::mutex> lock(mutex_);
   requests_out_ -= requests;
   changed_.notify_one();
 }
@@ -159,7 +172,7 @@ void VersionBatcher::retire() {
 
 bool VersionBatcher::finished() {
   std::lock_guard<std::mutex> lock(mutex_);
-  return retired_ && waiting_.empty() && batches_out_ == 0;
+  return retired_ && waiting_.empty() && batches_out_ == 0 && requests_out_ == 0;
 }
 
 void VersionBatcher::stop() {

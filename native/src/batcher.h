@@ -30,6 +30,7 @@ struct Batch {
   std::vector<std::string> merged;                  // per spec input; empty for a batch of one (its own bytes)
   std::vector<std::vector<std::int64_t>> shapes;    // per spec input, the merged shape
   int rows = 0;
+  bool executed = false;  // its instance has been given back
   std::vector<bool> answered;  // per request; set by NativeServer::answer and fail, which Python calls on one thread
 
   const std::string& input_bytes(std::size_t input) const {
@@ -58,7 +59,10 @@ class VersionBatcher {
   // Forgets a queued ticket whose caller went away; false when it is no longer queued.
   bool discard(std::uint64_t ticket);
   bool retired();
-  // A batch it delivered has been answered: its instance is free.
+  // A batch it delivered has run: its instance is free for the next batch (which may start while this one's
+  // responses are still being written).
+  void executed();
+  // A batch it delivered has been answered.
   void released(std::size_t requests);
   // Requests accepted and not yet released (queued or in a batch): the version's in-flight count.
   std::size_t pending();

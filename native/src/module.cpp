@@ -268,6 +268,8 @@ NB_MODULE(oip_native, module) {
            nb::arg("batch"), nb::arg("first"), nb::arg("count"), nb::arg("code"), nb::arg("details"))
       .def("release", &oip::NativeServer::release, nb::arg("batch"), nb::call_guard<nb::gil_scoped_release>(),
            "The batch is done: its instance is free; a request left unanswered fails INTERNAL.")
+      .def("executed", &oip::NativeServer::executed, nb::arg("batch"), nb::call_guard<nb::gil_scoped_release>(),
+           "The batch has run: its instance may take the next batch while its answers go out.")
       .def("version_pending", &oip::NativeServer::version_pending, nb::arg("key"),
            nb::call_guard<nb::gil_scoped_release>(), "Requests of the version on the native path, queued or running.")
       .def_prop_ro("native_calls", &oip::NativeServer::native_calls, "ModelInfer calls on the native path now.")

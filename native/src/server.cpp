@@ -134,6 +134,7 @@ NativeServer::NativeServer(const ServerOptions& options)
   running_ = true;
   request_next_call();
   io_thread_ = std::thread([this] { serve(); });
+  responder_thread_ = std::thread([this] { respond(); });
 }
 
 NativeServer::~NativeServer() { stop(0.0); }
@@ -375,6 +376,12 @@ void NativeServer::stop(double grace_seconds) {
   }
   batchers.clear();  // each stops its scheduler, answering what is still queued UNAVAILABLE
   {
+    std::lock_guard<std::mutex> lock(responder_mutex_);
+    responder_stopping_ = true;  // it sends what it holds, then ends
+  }
+  answers_ready_.notify_one();
+  responder_thread_.join();
+  {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_closed_ = true;  // no operation may start on a shut-down queue
   }
@@ -581,17 +588,52 @@ void NativeServer::answer(std::uint64_t id, std::size_t first, std::size_t count
   if (!found || first + count > found->requests.size()) {
     return;
   }
-  Batch& answered = *found;
-  const bool split = count > 1;
-  std::vector<std::size_t> offsets(outputs.size(), 0);
+  // Copied (the arrays are Python's, and Python moves on at once); the responder thread encodes and sends, so the
+  // event loop is free to start the next batch while these answers go out.
+  auto job = std::make_unique<AnswerJob>();
+  job->batch = found;
+  job->first = first;
+  job->count = count;
+  for (const auto& output : outputs) {
+    job->outputs.push_back(OwnedOutput{output.name, output.datatype, output.shape, std::string(output.data, output.bytes)});
+  }
   for (std::size_t index = first; index < first + count; ++index) {
+    found->answered[index] = true;
+  }
+  {
+    std::lock_guard<std::mutex> lock(responder_mutex_);
+    answers_.push_back(std::move(job));
+  }
+  answers_ready_.notify_one();
+}
+
+void NativeServer::respond() {
+  std::unique_lock<std::mutex> lock(responder_mutex_);
+  while (true) {
+    answers_ready_.wait(lock, [this] { return !answers_.empty() || responder_stopping_; });
+    if (answers_.empty()) {
+      return;  // stopping, and nothing left to send
+    }
+    auto job = std::move(answers_.front());
+    answers_.pop_front();
+    lock.unlock();
+    send(*job);
+    lock.lock();
+  }
+}
+
+void NativeServer::send(const AnswerJob& job) {
+  const Batch& answered = *job.batch;
+  const auto& outputs = job.outputs;
+  const bool split = job.count > 1;
+  std::vector<std::size_t> offsets(outputs.size(), 0);
+  for (std::size_t index = job.first; index < job.first + job.count; ++index) {
     const FastRequest& request = *answered.requests[index];
-    if (request.ticket != 0) {  // Python's own request: it takes its share of the outputs itself
+    if (request.ticket != 0) {  // Python's own request: it took its share of the outputs itself
       for (std::size_t output = 0; output < outputs.size(); ++output) {
-        offsets[output] += outputs[output].bytes / static_cast<std::size_t>(rows_of(outputs[output].shape)) *
+        offsets[output] += outputs[output].data.size() / static_cast<std::size_t>(rows_of(outputs[output].shape)) *
                            static_cast<std::size_t>(request.rows);
       }
-      answered.answered[index] = true;
       continue;
     }
     inference::ModelInferResponse response;
@@ -599,24 +641,24 @@ void NativeServer::answer(std::uint64_t id, std::size_t first, std::size_t count
     response.set_model_version(request.spec->version_text);
     response.set_id(request.message.id());
     for (std::size_t output = 0; output < outputs.size(); ++output) {
-      const Output& whole = outputs[output];
+      const OwnedOutput& whole = outputs[output];
       auto* tensor = response.add_outputs();
       tensor->set_name(whole.name);
       tensor->set_datatype(whole.datatype);
-      std::size_t bytes = whole.bytes;
+      std::size_t bytes = whole.data.size();
       for (std::size_t axis = 0; axis < whole.shape.size(); ++axis) {
         tensor->add_shape(axis == 0 && split ? request.rows : whole.shape[axis]);
       }
       if (split) {
-        bytes = whole.bytes / static_cast<std::size_t>(rows_of(whole.shape)) * static_cast<std::size_t>(request.rows);
+        bytes = whole.data.size() / static_cast<std::size_t>(rows_of(whole.shape)) *
+                static_cast<std::size_t>(request.rows);
       }
-      response.add_raw_output_contents(whole.data + offsets[output], bytes);
+      response.add_raw_output_contents(whole.data.data() + offsets[output], bytes);
       offsets[output] += bytes;
     }
     grpc::ByteBuffer buffer;
     bool own = false;
     grpc::SerializationTraits<inference::ModelInferResponse>::Serialize(response, &buffer, &own);
-    answered.answered[index] = true;
     finish_native(request, grpc::Status::OK, std::move(buffer));
   }
 }
@@ -660,7 +702,23 @@ void NativeServer::release(std::uint64_t id) {
   std::lock_guard<std::mutex> lock(batchers_mutex_);
   auto batcher = batchers_.find(released->key);
   if (batcher != batchers_.end()) {
+    if (!released->executed) {
+      batcher->second->executed();
+    }
     batcher->second->released(released->requests.size());
+  }
+}
+
+void NativeServer::executed(std::uint64_t id) {
+  auto found = batch(id);
+  if (!found || found->executed) {
+    return;
+  }
+  found->executed = true;
+  std::lock_guard<std::mutex> lock(batchers_mutex_);
+  auto batcher = batchers_.find(found->key);
+  if (batcher != batchers_.end()) {
+    batcher->second->executed();
   }
 }
 

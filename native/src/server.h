@@ -9,6 +9,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -38,6 +40,21 @@ struct ServerOptions {
 };
 
 struct Call;
+
+struct OwnedOutput {
+  std::string name;
+  std::string datatype;
+  std::vector<std::int64_t> shape;
+  std::string data;
+};
+
+// A batch's outputs for its requests [first, first + count), waiting for the responder thread.
+struct AnswerJob {
+  std::shared_ptr<Batch> batch;
+  std::size_t first = 0;
+  std::size_t count = 0;
+  std::vector<OwnedOutput> outputs;
+};
 
 class NativeServer {
  public:
@@ -84,6 +101,8 @@ class NativeServer {
   void answer(std::uint64_t batch, std::size_t first, std::size_t count, const std::vector<Output>& outputs);
   void fail(std::uint64_t batch, std::size_t first, std::size_t count, int code, const std::string& details);
   void release(std::uint64_t batch);
+  // The batch's execution is over (answers may still be on their way): its instance takes the next batch.
+  void executed(std::uint64_t batch);
   std::shared_ptr<Batch> batch(std::uint64_t id);
   std::size_t version_pending(int key);
   // A request the Python path routed and validated, queued in the version's native batcher so that both paths
@@ -101,6 +120,21 @@ class NativeServer {
 
  private:
   friend struct Call;
+
+struct OwnedOutput {
+  std::string name;
+  std::string datatype;
+  std::vector<std::int64_t> shape;
+  std::string data;
+};
+
+// A batch's outputs for its requests [first, first + count), waiting for the responder thread.
+struct AnswerJob {
+  std::shared_ptr<Batch> batch;
+  std::size_t first = 0;
+  std::size_t count = 0;
+  std::vector<OwnedOutput> outputs;
+};
   void serve();
   void request_next_call();
   void on_started(Call* call, bool ok);
@@ -117,6 +151,8 @@ class NativeServer {
                    const Metadata& trailing);
   void finish_native(const FastRequest& request, const grpc::Status& status, std::optional<grpc::ByteBuffer> last);
   void deliver(std::shared_ptr<Batch> batch);
+  void respond();  // the responder thread: encodes and sends the answers of executed batches
+  void send(const AnswerJob& job);
   bool alive(std::uint64_t call);
   VersionBatcher* batcher_for(const VersionSpec& spec);
   std::shared_ptr<const FastTable> current_table();
@@ -142,6 +178,11 @@ class NativeServer {
   std::shared_ptr<const FastTable> table_;
   std::mutex batchers_mutex_;
   std::unordered_map<int, std::unique_ptr<VersionBatcher>> batchers_;
+  std::mutex responder_mutex_;
+  std::condition_variable answers_ready_;
+  std::deque<std::unique_ptr<AnswerJob>> answers_;
+  bool responder_stopping_ = false;
+  std::thread responder_thread_;
   std::mutex batches_mutex_;
   std::unordered_map<std::uint64_t, std::shared_ptr<Batch>> batches_;
   std::uint64_t next_batch_ = 1;

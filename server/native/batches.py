@@ -117,6 +117,8 @@ class NativeBatches:
             result = await loaded.runner.run(inputs, batch.output_names)
         except Exception as error:
             if count == 1:
+                if count == len(batch.rows):
+                    self._native.executed(batch.batch_id)
                 self._fail(loaded, batch, first, count, error, started_ns)
                 return
             if count == len(batch.rows):  # once per failed batch, as DynamicBatcher._isolate
@@ -127,6 +129,10 @@ class NativeBatches:
                 )
             await self._bisect(loaded, batch, first, count, inputs, started_ns)
             return
+        if count == len(batch.rows):
+            # The instance is free: a batch already queued starts while these answers are written (the Python
+            # batcher's hand-over).
+            self._native.executed(batch.batch_id)
         if count > 1:  # outputs that cannot be split fail the whole execution, as on the Python path
             try:
                 _check_splittable(result.outputs, sum(batch.rows[first : first + count]), loaded.label)
@@ -166,28 +172,39 @@ class NativeBatches:
         self._native.answer(batch.batch_id, first, count, _wire(result.outputs))
         now = time.perf_counter_ns()
         timings = result.timings
-        succeeded = loaded.recorder.succeeded
+        tickets = batch.tickets[first : first + count]
+        enqueued = batch.enqueued_ns[first : first + count]
+        if any(tickets):
+            self._resolve_tickets(batch, first, count, result, started_ns)
+        # The native calls' statistics, one call for the batch: each request's time in the server and in the queue.
+        native = [index for index, ticket in enumerate(tickets) if not ticket]
+        if native:
+            loaded.recorder.succeeded_many(
+                sum(rows[index] for index in native),
+                [now - enqueued[index] for index in native],
+                [started_ns - enqueued[index] + timings.queue_ns for index in native],
+                timings,
+            )
+
+    def _resolve_tickets(self, batch: NativeBatch, first: int, count: int, result: RunResult, started_ns: int) -> None:
+        """The Python path's requests in this execution get their rows of the outputs (it accounts for them)."""
+        timings = result.timings
         offset = 0
         for index in range(first, first + count):
-            enqueued, size = batch.enqueued_ns[index], batch.rows[index]
-            share = RunTimings(
-                queue_ns=started_ns - enqueued + timings.queue_ns,
-                input_ns=timings.input_ns,
-                infer_ns=timings.infer_ns,
-                output_ns=timings.output_ns,
-            )
-            ticket = batch.tickets[index]
-            if ticket:
-                future = self._tickets.take(ticket)
-                if future is not None and not future.done():
-                    part = (
-                        result.outputs
-                        if count == 1
-                        else {n: a[offset : offset + size] for n, a in result.outputs.items()}
-                    )
-                    future.set_result(RunResult(outputs=part, timings=share))
-            else:
-                succeeded(size, now - enqueued, share)
+            size, ticket = batch.rows[index], batch.tickets[index]
+            future = self._tickets.take(ticket) if ticket else None
+            if future is not None and not future.done():
+                outputs = result.outputs
+                part = (
+                    outputs if count == 1 else {name: array[offset : offset + size] for name, array in outputs.items()}
+                )
+                share = RunTimings(
+                    queue_ns=started_ns - batch.enqueued_ns[index] + timings.queue_ns,
+                    input_ns=timings.input_ns,
+                    infer_ns=timings.infer_ns,
+                    output_ns=timings.output_ns,
+                )
+                future.set_result(RunResult(outputs=part, timings=share))
             offset += size
 
     def _fail(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy.typing as npt
@@ -53,6 +53,14 @@ class BufferedHistogram:
         # Prometheus buckets are "less than or equal": the first bound >= value.
         self._counts[bisect_left(self._bounds, value)] += 1
         self._sum += value
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        """observe() for each of `values` (one call per batch on the native path)."""
+        counts, bounds, total = self._counts, self._bounds, 0.0
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+            total += value
+        self._sum += total
 
     def observe_traced(self, value: float, trace_id: str) -> None:
         """An observation of a traced request: its bucket's exemplar until a later traced one replaces it.
@@ -127,6 +135,16 @@ class VersionRecorder:
         else:
             self._duration.observe_traced(duration_ns * _NS, trace_id)
         self._queue.observe(timings.queue_ns * _NS)
+
+    def succeeded_many(
+        self, rows: int, durations_ns: Sequence[int], queue_ns: Sequence[int], timings: RunTimings
+    ) -> None:
+        """`succeeded` for every request of one execution (untraced; `rows` in all, each request's queue time in
+        `queue_ns`, the compute shares of `timings` the same for all): one call per batch on the native path."""
+        self.statistics.record_successes(rows, durations_ns, queue_ns, timings)
+        self._ok_count += len(durations_ns)
+        self._duration.observe_many([duration * _NS for duration in durations_ns])
+        self._queue.observe_many([queued * _NS for queued in queue_ns])
 
     def failed(self, code: str, duration_ns: int) -> None:
         """One request failed with the gRPC status `code` (rare: counted in Prometheus at once)."""

@@ -83,6 +83,24 @@ def test_version_recorder_counts_requests_and_executions_after_a_flush() -> None
     assert _samples(registry)[("inference_pending_requests", labels)] == 0
 
 
+def test_a_batch_of_successes_counts_as_the_same_successes_one_by_one() -> None:
+    # The native path records a batch's requests in one call; statistics and metrics must not tell the difference.
+    timings = RunTimings(queue_ns=300, input_ns=10, infer_ns=1_000, output_ns=20)
+    rows, durations, queued = [1, 3, 2], [900_000, 4_000_000, 70_000_000], [100_000, 2_500_000, 9_000]
+    one_by_one, batched = CollectorRegistry(), CollectorRegistry()
+    single_stats, batch_stats = VersionStatistics(), VersionStatistics()
+    single = ServerMetrics(one_by_one).recorder("m", 1, single_stats)
+    together = ServerMetrics(batched).recorder("m", 1, batch_stats)
+    for size, duration, queue in zip(rows, durations, queued, strict=True):
+        single.succeeded(size, duration, RunTimings(queue, timings.input_ns, timings.infer_ns, timings.output_ns))
+    together.succeeded_many(sum(rows), durations, queued, timings)
+    single.flush(in_flight=0)
+    together.flush(in_flight=0)
+    single_stats.last_inference_ms = batch_stats.last_inference_ms = 0
+    assert single_stats == batch_stats
+    assert _samples(one_by_one) == pytest.approx(_samples(batched))
+
+
 def test_before_collect_runs_on_every_scrape_before_the_families_are_read() -> None:
     registry = CollectorRegistry()
     recorders: list[VersionRecorder] = []

@@ -1,0 +1,128 @@
+"""Our two frontends against NVIDIA Triton and the grpc.aio floor, in one session (issue 12):
+`python -m loadtest.peer_bench [--rounds 2] [--out docs/benchmarks/run7-native]`.
+
+Each round starts, in turn, our server with `--frontend python`, our server with `--frontend native`, Triton 2.51
+(../shared/peers/triton: C++ gRPC, dynamic batcher, ONNX Runtime backend) and the grpc.aio floor, all serving
+loadtest.peer_models (tiny, mlp, heavy; max batch 32, one instance, one intra-op thread), and measures each model
+with `python -m loadtest --engine h2load --concurrency 64` (4 connections x 16 streams, batch-1 requests;
+successes from each server's ModelStatistics). Rounds interleave the servers so that drift on a shared machine hits
+them alike; the report keeps each configuration's best round. Then, per model, p99 latency in open loop at half of
+Triton's maximum rate, for both frontends and Triton.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from loadtest import peer_models
+from loadtest.local_server import free_ports, stop, wait_until_ready
+
+TRITON = Path(__file__).resolve().parents[2] / "shared" / "peers" / "triton"
+TRITON_GRPC = "127.0.0.1:8091"
+CONFIGURATIONS = ("python", "native", "triton", "floor")
+
+
+@contextmanager
+def our_server(repository: Path, frontend: str) -> Iterator[str]:
+    grpc_port, http_port = free_ports(2)
+    command = [sys.executable, "-m", "server", "--model-repository", str(repository), "--host", "127.0.0.1",
+               "--grpc-port", str(grpc_port), "--metrics-port", str(http_port), "--metrics-host", "127.0.0.1",
+               "--intra-op-threads", "1", "--frontend", frontend, "--log-level", "WARNING"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_ready(http_port, process, 120.0)
+        yield f"127.0.0.1:{grpc_port}"
+    finally:
+        stop(process, 30.0)
+
+
+@contextmanager
+def triton(repository: Path) -> Iterator[str]:
+    subprocess.run([str(TRITON / "start.sh"), str(repository)], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield TRITON_GRPC
+    finally:
+        subprocess.run([str(TRITON / "stop.sh")], check=False, stdout=subprocess.DEVNULL)
+
+
+def load(
+    target: str, model: str, out: Path, *, rate: float | None = None, seconds: float = 2.0, floor_of: Path | None = None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One level of `python -m loadtest` (h2load): its report's level, and the grpc.aio floor's at the same level
+    when `floor_of` (the model repository) asks for the baselines."""
+    level = ["--rate", str(int(rate))] if rate else ["--concurrency", "64"]
+    baseline = ["--baseline", "--model-repository", str(floor_of)] if floor_of is not None else []
+    command = [sys.executable, "-m", "loadtest", "--target", target, "--model", model, "--engine", "h2load",
+               *level, "--warmup", "1", "--window", str(seconds), "--windows", "2", "--no-plots",
+               "--output-dir", str(out), *baseline]  # fmt: skip
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report = json.loads((out / "report.json").read_text())
+    floor = next((b["levels"][0] for b in report.get("baselines") or () if b["name"] == "grpc_floor"), None)
+    return report["levels"][0], floor
+
+
+def measure(repository: Path, out: Path, rounds: int, models: Sequence[str]) -> dict[str, Any]:
+    best: dict[str, dict[str, float]] = {config: {} for config in CONFIGURATIONS}
+    runs: list[dict[str, Any]] = []
+    servers = {
+        "python": lambda: our_server(repository, "python"),
+        "native": lambda: our_server(repository, "native"),
+        "triton": lambda: triton(repository),
+    }
+    for round_index in range(rounds):
+        for config in ("python", "native", "triton"):
+            with servers[config]() as target:
+                for model in models:
+                    # The floor once per round, beside the Python frontend on tiny (same response bytes).
+                    with_floor = repository if (config, model) == ("python", "tiny") else None
+                    level, floor_level = load(
+                        target, model, out / f"r{round_index}-{config}-{model}", floor_of=with_floor
+                    )
+                    if floor_level is not None:
+                        floor_rate = float(floor_level["throughput_req_per_s"])
+                        best["floor"]["tiny"] = max(best["floor"].get("tiny", 0.0), floor_rate)
+                        print(f"round {round_index} floor   tiny   {floor_rate:10.0f} req/s", flush=True)
+                    rate = float(level["throughput_req_per_s"])
+                    runs.append({"round": round_index, "config": config, "model": model, "req_per_s": rate,
+                                 "p99_ms": level["latency"].get("p99_ms")})  # fmt: skip
+                    best[config][model] = max(best[config].get(model, 0.0), rate)
+                    print(f"round {round_index} {config:7s} {model:6s} {rate:10.0f} req/s", flush=True)
+    half: list[dict[str, Any]] = []
+    for model in models:
+        rate = best["triton"][model] / 2
+        for config in ("python", "native", "triton"):
+            with servers[config]() as target:
+                level, _ = load(target, model, out / f"half-{config}-{model}", rate=rate, seconds=3.0)
+                half.append({"config": config, "model": model, "rate": rate, "p99_ms": level["latency"].get("p99_ms"),
+                             "p50_ms": level["latency"].get("p50_ms"), "ok": level["requests_ok"]})  # fmt: skip
+                print(f"half-load {config:7s} {model:6s} {rate:8.0f}/s p99 {half[-1]['p99_ms']} ms", flush=True)
+    return {"best": best, "runs": runs, "half_load": half}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.peer_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--models", default="tiny,mlp,heavy")
+    parser.add_argument("--repository", type=Path, default=Path("build/peer-models"))
+    parser.add_argument("--out", type=Path, default=Path(f"build/peer-bench-{time.strftime('%Y%m%d-%H%M%S')}"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    peer_models.build(args.repository)
+    results = measure(args.repository, args.out, args.rounds, args.models.split(","))
+    results["machine"] = {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["best"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
