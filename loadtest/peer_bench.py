@@ -92,8 +92,7 @@ def measure(repository: Path, out: Path, rounds: int, models: Sequence[str]) -> 
                         best["floor"]["tiny"] = max(best["floor"].get("tiny", 0.0), floor_rate)
                         print(f"round {round_index} floor   tiny   {floor_rate:10.0f} req/s", flush=True)
                     rate = float(level["throughput_req_per_s"])
-                    runs.append({"round": round_index, "config": config, "model": model, "req_per_s": rate,
-                                 "p99_ms": level["latency"].get("p99_ms")})  # fmt: skip
+                    runs.append({"round": round_index, "config": config, "model": model, "req_per_s": rate})
                     best[config][model] = max(best[config].get(model, 0.0), rate)
                     print(f"round {round_index} {config:7s} {model:6s} {rate:10.0f} req/s", flush=True)
     half: list[dict[str, Any]] = []
@@ -102,8 +101,9 @@ def measure(repository: Path, out: Path, rounds: int, models: Sequence[str]) -> 
         for config in ("python", "native", "triton"):
             with servers[config]() as target:
                 level, _ = load(target, model, out / f"half-{config}-{model}", rate=rate, seconds=3.0)
-                half.append({"config": config, "model": model, "rate": rate, "p99_ms": level["latency"].get("p99_ms"),
-                             "p50_ms": level["latency"].get("p50_ms"), "ok": level["requests_ok"]})  # fmt: skip
+                latency = level.get("latency") or {}
+                half.append({"config": config, "model": model, "rate": rate, "p99_ms": latency.get("p99_ms"),
+                             "p50_ms": latency.get("p50_ms"), "ok": level["requests_ok"]})  # fmt: skip
                 print(f"half-load {config:7s} {model:6s} {rate:8.0f}/s p99 {half[-1]['p99_ms']} ms", flush=True)
     return {"best": best, "runs": runs, "half_load": half}
 

@@ -34,6 +34,7 @@ from server.grpc.server import (
 from server.grpc.servicer import InferenceServicer
 from server.http.side_server import SideHttpServer
 from server.native.endpoint import native_endpoint
+from server.native.extension import resolve_frontend
 from server.native.inference_path import NativeInferencePath
 from server.predictions.monitor import DriftMonitor, VersionReference
 from server.repository.manager import ModelRepository
@@ -103,6 +104,8 @@ class App:
         self._link = link
         self._models_ready_reported: bool | None = None
         self._compute = ComputeResources.from_settings(settings.runtime)
+        # Resolved once: "auto" is the native frontend where its extension loads (docs/native-data-plane.md).
+        self.frontend = resolve_frontend(settings.grpc.frontend)
         # First in the registry, so that every scrape reads the samples buffered until that moment.
         self.registry.register(BeforeCollect(self.flush_metrics))
         self.metrics = ServerMetrics(self.registry)
@@ -186,14 +189,14 @@ class App:
 
     def _endpoint(self, inference_path: NativeInferencePath | None) -> EndpointFactory:
         """What serves gRPC (--frontend); the native frontend's main port also gets the ModelInfer path."""
-        if self.settings.grpc.frontend == "native":
+        if self.frontend == "native":
             return functools.partial(native_endpoint, inference_path=inference_path)
         return python_endpoint
 
     def _native_inference_path(self, no_access_log: bool) -> NativeInferencePath | None:
         """The native frontend answers plain ModelInfer calls in C++ (docs/native-data-plane.md). Tracing and the
         access log work per request, so with either on every call takes the Python path."""
-        if self.settings.grpc.frontend != "native":
+        if self.frontend != "native":
             return None
         path = NativeInferencePath(self.repository, enabled=self.tracing is None and no_access_log)
         self.drain.watch(path)
@@ -272,7 +275,7 @@ class App:
         listening: dict[str, object] = {
             "grpc_port": self.grpc_port,
             "http_port": self.http_port,
-            "frontend": grpc_settings.frontend,
+            "frontend": self.frontend,
         }
         if admin_settings.port is not None:
             admin_host = admin_settings.listener_host(grpc_settings.host)

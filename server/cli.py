@@ -30,7 +30,7 @@ _FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--grpc-port", "grpc", "port", int, "gRPC port, 0 = any free port"),
     ("--metrics-host", "http", "host", str, "metrics/health HTTP bind address"),
     ("--metrics-port", "http", "port", int, "metrics/health HTTP port, 0 = any free port"),
-    ("--frontend", "grpc", "frontend", str, "python (grpc.aio) or native (gRPC C++; built by `make native`)"),
+    ("--frontend", "grpc", "frontend", str, "native (gRPC C++, built by `make native`), python (grpc.aio) or auto"),
     ("--max-message-bytes", "grpc", "max_message_bytes", int, "largest gRPC message accepted or sent"),
     ("--max-inflight-bytes", "grpc", "max_inflight_bytes", int, "total ModelInfer request bytes held at once"),
     ("--max-concurrent-rpcs", "grpc", "max_concurrent_rpcs", int, "inference calls and open streams handled at once"),

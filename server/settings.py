@@ -54,9 +54,10 @@ class GrpcSettings(BaseSettings):
     drain_delay_s: float = Field(0.0, ge=0)
     """On SIGTERM, how long to keep serving normally while already reporting not ready, before draining starts
     (a pre-stop delay: time for load balancers and Kubernetes endpoints to stop sending new requests)."""
-    frontend: Literal["python", "native"] = "python"
-    """Who speaks gRPC: python (grpc.aio, always available) or native (gRPC C++ from the oip_native extension,
-    built by `make native`; docs/native-data-plane.md). Both serve the same handlers with the same behaviour."""
+    frontend: Literal["auto", "python", "native"] = "auto"
+    """Who speaks gRPC: native (gRPC C++ from the oip_native extension, built by `make native`;
+    docs/native-data-plane.md), python (grpc.aio, always available), or auto: native where the extension loads,
+    else python. Both serve the same handlers with the same behaviour."""
     reuse_port: bool = False
     """Bind with SO_REUSEPORT so several processes share the port (set for each --workers process)."""
 

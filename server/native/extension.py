@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
-#: Where `make native` builds the extension in a source checkout.
-BUILD_DIRECTORY = Path(__file__).resolve().parents[2] / "build" / "native"
+#: Where `make native` builds the extension in a source checkout; OIP_NATIVE_BUILD points elsewhere (the
+#: AddressSanitizer build of `make native-asan`).
+BUILD_DIRECTORY = Path(os.environ.get("OIP_NATIVE_BUILD") or Path(__file__).resolve().parents[2] / "build" / "native")
 MODULE = "oip_native"
 
 
@@ -38,3 +40,14 @@ def load_extension(build_directory: Path = BUILD_DIRECTORY, module: str = MODULE
         raise ExtensionUnavailableError(f"the native extension in {build_directory} does not load: {error}") from None
     finally:
         sys.path.remove(str(build_directory))
+
+
+def resolve_frontend(choice: str) -> str:
+    """The frontend to run for the --frontend setting: "auto" is native where the extension loads, else python."""
+    if choice != "auto":
+        return choice
+    try:
+        load_extension()
+    except ExtensionUnavailableError:
+        return "python"
+    return "native"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BUILD = Path(__file__).resolve().parents[2] / "build" / "native"
+from server.native.extension import BUILD_DIRECTORY as BUILD
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from server.native.extension import ExtensionUnavailableError, load_extension
+from server.native import extension
+from server.native.extension import ExtensionUnavailableError, load_extension, resolve_frontend
 from server.settings import load_settings
 
 
@@ -25,8 +26,21 @@ def test_a_broken_build_is_named(tmp_path: Path) -> None:
         load_extension(tmp_path, module="oip_native_broken")
 
 
-def test_the_frontend_is_python_by_default_and_only_python_or_native() -> None:
-    assert load_settings({}).grpc.frontend == "python"
+def test_the_frontend_is_auto_by_default_and_only_auto_python_or_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SERVER_GRPC_FRONTEND", raising=False)
+    assert load_settings({}).grpc.frontend == "auto"
     assert load_settings({"grpc": {"frontend": "native"}}).grpc.frontend == "native"
-    with pytest.raises(ValidationError, match="'python' or 'native'"):
+    with pytest.raises(ValidationError, match="'auto', 'python' or 'native'"):
         load_settings({"grpc": {"frontend": "rust"}})
+
+
+def test_auto_is_native_where_the_extension_loads_else_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_frontend("python") == "python" and resolve_frontend("native") == "native"
+
+    def unavailable() -> None:
+        raise ExtensionUnavailableError("not built here")
+
+    monkeypatch.setattr(extension, "load_extension", unavailable)
+    assert resolve_frontend("auto") == "python"
+    monkeypatch.setattr(extension, "load_extension", lambda: None)
+    assert resolve_frontend("auto") == "native"
