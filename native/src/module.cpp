@@ -18,6 +18,7 @@
 
 #include "oip/v1/grpc_service.pb.h"
 #include "request_queue.h"
+#include "response_wire.h"
 #include "server.h"
 
 namespace nb = nanobind;
@@ -178,6 +179,28 @@ NB_MODULE(oip_native, module) {
   module.doc() = "The native data plane (docs/native-data-plane.md): the gRPC server and the batcher's queue.";
   module.def("grpc_version", []() { return std::string(grpc::Version()); },
              "The gRPC C++ library this module was built against.");
+  module.def(
+      "encode_response",
+      [](const std::string& model_name, const std::string& model_version, const std::string& id, nb::list outputs) {
+        std::vector<std::string> names, datatypes, datas;
+        std::vector<oip::WireTensor> tensors;
+        names.reserve(nb::len(outputs));
+        datatypes.reserve(nb::len(outputs));
+        datas.reserve(nb::len(outputs));
+        for (nb::handle entry : outputs) {
+          auto fields = nb::cast<nb::tuple>(entry);
+          names.push_back(nb::cast<std::string>(fields[0]));
+          datatypes.push_back(nb::cast<std::string>(fields[1]));
+          auto raw = nb::cast<nb::bytes>(fields[3]);
+          datas.emplace_back(raw.c_str(), raw.size());
+          tensors.push_back({&names.back(), &datatypes.back(), nb::cast<std::vector<std::int64_t>>(fields[2]),
+                             datas.back().data(), datas.back().size()});
+        }
+        std::string wire = oip::encode_response(model_name, model_version, id, tensors);
+        return nb::bytes(wire.data(), wire.size());
+      },
+      nb::arg("model_name"), nb::arg("model_version"), nb::arg("id"), nb::arg("outputs"),
+      "The native path's ModelInferResponse bytes: outputs [(name, datatype, shape, raw bytes)].");
   module.def("summarize_request", &summarize_request, nb::arg("raw"),
              "Parse a serialized ModelInferRequest in C++: (model_name, model_version, id, input names, raw sizes).");
   nb::class_<oip::NativeServer>(

@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include "response_wire.h"
+
 #include <pthread.h>
 
 #include <grpcpp/impl/codegen/proto_utils.h>
@@ -636,30 +638,23 @@ void NativeServer::send(const AnswerJob& job) {
       }
       continue;
     }
-    inference::ModelInferResponse response;
-    response.set_model_name(request.spec->model_name);
-    response.set_model_version(request.spec->version_text);
-    response.set_id(request.message.id());
+    std::vector<WireTensor> tensors;
+    tensors.reserve(outputs.size());
     for (std::size_t output = 0; output < outputs.size(); ++output) {
       const OwnedOutput& whole = outputs[output];
-      auto* tensor = response.add_outputs();
-      tensor->set_name(whole.name);
-      tensor->set_datatype(whole.datatype);
-      std::size_t bytes = whole.data.size();
-      for (std::size_t axis = 0; axis < whole.shape.size(); ++axis) {
-        tensor->add_shape(axis == 0 && split ? request.rows : whole.shape[axis]);
-      }
+      WireTensor tensor{&whole.name, &whole.datatype, whole.shape, whole.data.data() + offsets[output],
+                        whole.data.size()};
       if (split) {
-        bytes = whole.data.size() / static_cast<std::size_t>(rows_of(whole.shape)) *
-                static_cast<std::size_t>(request.rows);
+        tensor.shape[0] = request.rows;
+        tensor.bytes = whole.data.size() / static_cast<std::size_t>(rows_of(whole.shape)) *
+                       static_cast<std::size_t>(request.rows);
       }
-      response.add_raw_output_contents(whole.data.data() + offsets[output], bytes);
-      offsets[output] += bytes;
+      offsets[output] += tensor.bytes;
+      tensors.push_back(std::move(tensor));
     }
-    grpc::ByteBuffer buffer;
-    bool own = false;
-    grpc::SerializationTraits<inference::ModelInferResponse>::Serialize(response, &buffer, &own);
-    finish_native(request, grpc::Status::OK, std::move(buffer));
+    std::string wire = encode_response(request.spec->model_name, request.spec->version_text, request.message.id(),
+                                       tensors);
+    finish_native(request, grpc::Status::OK, buffer_of(std::move(wire)));
   }
 }
 
