@@ -58,11 +58,12 @@ bool VersionBatcher::enqueue(std::unique_ptr<FastRequest> request) {
     deadlines_.emplace(request->deadline_ns, id);
   }
   waiting_.emplace(id, std::move(request));
-  // Wake the scheduler only when this request can change what it does: it was idle (empty queue), it waits for a
-  // batch to fill, or there is a new deadline to watch. While every instance is busy it waits for released(), and
+  // Wake the scheduler only when this request can change what it does: it was idle (empty queue, an instance
+  // free), it waits for a batch to fill, or there is a new deadline to watch. While every instance is busy it waits for released(), and
   // a wake-up per request would cost a context switch each (measured: most of the server's CPU on the tiny model).
-  const bool delaying = spec_.max_queue_delay_us > 0 && batches_out_ < spec_.instances;
-  if (was_empty || delaying || new_deadline) {
+  const bool instance_free = batches_out_ < spec_.instances;
+  const bool delaying = spec_.max_queue_delay_us > 0 && instance_free;
+  if ((was_empty && instance_free) || delaying || new_deadline) {
     changed_.notify_one();
   }
   return true;
@@ -155,8 +156,7 @@ void VersionBatcher::executed() {
 
 void VersionBatcher::released(std::size_t requests) {
   std::lock_guard<std::mutex> lock(mutex_);
-  requests_out_ -= requests;
-  changed_.notify_one();
+  requests_out_ -= requests;  // the pending count only: nothing the scheduler waits for
 }
 
 std::size_t VersionBatcher::pending() {
