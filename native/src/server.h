@@ -120,21 +120,6 @@ class NativeServer {
 
  private:
   friend struct Call;
-
-struct OwnedOutput {
-  std::string name;
-  std::string datatype;
-  std::vector<std::int64_t> shape;
-  std::string data;
-};
-
-// A batch's outputs for its requests [first, first + count), waiting for the responder thread.
-struct AnswerJob {
-  std::shared_ptr<Batch> batch;
-  std::size_t first = 0;
-  std::size_t count = 0;
-  std::vector<OwnedOutput> outputs;
-};
   void serve();
   void request_next_call();
   void on_started(Call* call, bool ok);

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from oip.codec import datatype_for, dtype_for
+from server.batching.tensors import check_splittable
 from server.errors import InferenceFailedError, ModelNotReadyError, ServerError, status_name
 from server.grpc.errors import status_for
 from server.native.fast_table import VersionKeys
@@ -135,7 +136,7 @@ class NativeBatches:
             self._native.executed(batch.batch_id)
         if count > 1:  # outputs that cannot be split fail the whole execution, as on the Python path
             try:
-                _check_splittable(result.outputs, sum(batch.rows[first : first + count]), loaded.label)
+                check_splittable(result.outputs, sum(batch.rows[first : first + count]), loaded.label)
             except InferenceFailedError as error:
                 self._fail(loaded, batch, first, count, error, started_ns)
                 return
@@ -236,13 +237,3 @@ class NativeBatches:
             if isinstance(error, ServerError):
                 log_failed_request(loaded.model_name, loaded.version_text, name, batch.request_ids[index], None, error)
 
-
-def _check_splittable(outputs: Mapping[str, npt.NDArray[Any]], total: int, label: str) -> None:
-    """server/batching/tensors.split_outputs' check: every output has one row per input row."""
-    for name, array in outputs.items():
-        if array.ndim == 0 or array.shape[0] != total:
-            got = array.shape[0] if array.ndim else "no batch dimension"
-            raise InferenceFailedError(
-                f"model {label} returned output '{name}' with first dimension {got} for a batch of {total} rows, "
-                "so it cannot be split per request; set max_batch_size = 0 in its config.toml"
-            )

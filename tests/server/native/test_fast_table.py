@@ -24,6 +24,7 @@ from server.statistics import VersionStatistics
 from server.telemetry.metrics import ServerMetrics
 from server.types import ModelSignature, TensorSpec
 from server.versions.loaded import LoadedVersion
+from tests.integration.helpers import DATATYPES
 
 NUMERIC = ModelSignature(
     inputs=(TensorSpec("x", "FP32", (-1, 3)), TensorSpec("mask", "BOOL", (-1, 3))),
@@ -87,20 +88,7 @@ def test_numeric_version_without_default_timeout_is_eligible() -> None:
 
 
 def test_every_fixed_size_datatype_is_eligible() -> None:
-    datatypes = (
-        "BOOL",
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "FP16",
-        "FP32",
-        "FP64",
-    )
+    datatypes = [datatype for datatype in DATATYPES if datatype != "BYTES"]
     specs = tuple(TensorSpec(f"t{i}", datatype, (-1,)) for i, datatype in enumerate(datatypes))
     assert eligible(make_loaded(signature=ModelSignature(inputs=specs, outputs=specs, max_batch_size=4)))
 
