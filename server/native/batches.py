@@ -236,4 +236,3 @@ class NativeBatches:
             loaded.recorder.failed(name, now - batch.enqueued_ns[index])
             if isinstance(error, ServerError):
                 log_failed_request(loaded.model_name, loaded.version_text, name, batch.request_ids[index], None, error)
-
