@@ -1,4 +1,4 @@
-// ModelInfer answered in C++ (docs/native-data-plane.md, milestone 2): which requests may take the native path,
+// ModelInfer answered in C++ (docs/native-data-plane.md): which requests may take the native path,
 // and their decoding and response encoding. Python publishes a FastTable (data, never callbacks) describing every
 // version that may be served natively and how each model routes a request without a version. A request takes
 // the native path only when it is the plain case: a known model and version, exactly the signature's inputs as

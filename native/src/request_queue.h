@@ -1,4 +1,4 @@
-// The batcher's queue in C++ (docs/native-data-plane.md, milestone 3 groundwork): the same specification as
+// The batcher's queue in C++ (docs/native-data-plane.md; batcher.h uses it): the same specification as
 // server/batching/queue.py, kept identical by a property test that runs both on the same operations.
 //
 // Bounded, FIFO within a priority level (1 first); the oldest request of the best level heads the next batch, and

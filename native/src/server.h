@@ -1,8 +1,9 @@
-// The native gRPC server (docs/native-data-plane.md, milestone 2): one port, every RPC taken by gRPC C++ on a
+// The native gRPC server (docs/native-data-plane.md): one port, every RPC taken by gRPC C++ on a
 // completion queue served by one I/O thread. Each call is delegated to Python as bytes: Python takes CallEvents
 // (started, message, half-closed, done) from an EventQueue, asks for further messages with read_next(), and
 // answers with write() and finish(). The I/O
-// thread never takes the GIL. Later milestones answer ModelInfer in C++ and cross into Python once per batch.
+// thread never takes the GIL. Plain ModelInfer calls are answered in C++ instead (fast_path.h, batcher.h): Python
+// runs their batches, once per batch, and a responder thread sends the answers.
 #pragma once
 
 #include <grpcpp/generic/async_generic_service.h>
