@@ -198,7 +198,9 @@ class App:
         access log work per request, so with either on every call takes the Python path."""
         if self.frontend != "native":
             return None
-        path = NativeInferencePath(self.repository, enabled=self.tracing is None and no_access_log)
+        path = NativeInferencePath(
+            self.repository, self._servicer.limits, enabled=self.tracing is None and no_access_log
+        )
         self.drain.watch(path)
         return path
 

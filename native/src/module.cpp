@@ -329,6 +329,22 @@ NB_MODULE(oip_native, module) {
            "(0, ''): queued; (1, message): the queue is full; (2, ''): the version is not served natively.")
       .def("discard", &oip::NativeServer::discard, nb::arg("key"), nb::arg("ticket"),
            nb::call_guard<nb::gil_scoped_release>(), "Forgets a queued ticket whose caller went away.")
+      .def("admit_call",
+           [](oip::NativeServer& server, std::size_t size) {
+             std::size_t calls = 0, held = 0;
+             int status = server.admit_call(size, calls, held);
+             return std::make_tuple(status, calls, held);
+           },
+           nb::arg("size"), "Counts a Python-path call in against the shared limits: (0 | 1 calls | 2 bytes, calls, held).")
+      .def("release_call", &oip::NativeServer::release_call, nb::arg("size"))
+      .def("admit_bytes",
+           [](oip::NativeServer& server, std::size_t size) {
+             std::size_t held = 0;
+             int status = server.admit_bytes(size, held);
+             return std::make_tuple(status, held);
+           },
+           nb::arg("size"))
+      .def("release_bytes", &oip::NativeServer::release_bytes, nb::arg("size"))
       .def("set_admitting", &oip::NativeServer::set_admitting, nb::arg("admitting"),
            "Whether ModelInfer calls may take the native path (off while draining).")
       .def("calls_in_progress", &oip::NativeServer::calls_in_progress, nb::call_guard<nb::gil_scoped_release>())

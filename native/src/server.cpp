@@ -520,21 +520,22 @@ bool NativeServer::serve_natively(Call* call) {
     call->deferred = false;
     call->read_buffer.Clear();
   }
-  // CallLimits' bounds and words, over the native path's calls.
-  std::size_t calls = native_calls_.fetch_add(1) + 1;
-  std::size_t held = native_bytes_.fetch_add(size) + size;
-  if (calls > max_calls_ || held > max_bytes_) {
+  // CallLimits' bounds and words, over both paths' calls.
+  std::size_t calls = 0, held = 0;
+  int refused = admit_call(size, calls, held);
+  if (refused != 0) {
     std::string message =
-        calls > max_calls_
-            ? "server is handling " + std::to_string(calls - 1) +
+        refused == 1
+            ? "server is handling " + std::to_string(calls) +
                   " inference calls, its limit (--max-concurrent-rpcs, SERVER_GRPC_MAX_CONCURRENT_RPCS); retry with "
                   "backoff"
-            : "server is holding " + std::to_string(held - size) + " bytes of requests and this " +
-                  std::to_string(size) + "-byte request would pass its limit of " + std::to_string(max_bytes_) +
+            : "server is holding " + std::to_string(held) + " bytes of requests and this " + std::to_string(size) +
+                  "-byte request would pass its limit of " + std::to_string(max_bytes_) +
                   " (--max-inflight-bytes, SERVER_GRPC_MAX_INFLIGHT_BYTES); retry";
-    finish_native(*request, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message), std::nullopt);
+    finish_call(request->call, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message), std::nullopt, {});
     return true;
   }
+  native_calls_.fetch_add(1);
   VersionBatcher* batcher = batcher_for(*request->spec);
   const FastRequest* queued = request.get();
   std::uint64_t call_id = queued->call;
@@ -559,7 +560,37 @@ void NativeServer::finish_native(const FastRequest& request, const grpc::Status&
                                  std::optional<grpc::ByteBuffer> last) {
   finish_call(request.call, status, std::move(last), {});
   native_calls_.fetch_sub(1);
-  native_bytes_.fetch_sub(request.bytes);
+  release_call(request.bytes);
+}
+
+int NativeServer::admit_call(std::size_t size, std::size_t& calls, std::size_t& held) {
+  // Optimistic: count in, then back out if that passed a limit (two paths admit concurrently, without a lock).
+  calls = limited_calls_.fetch_add(1);
+  if (calls >= max_calls_) {
+    limited_calls_.fetch_sub(1);
+    return 1;
+  }
+  held = held_bytes_.fetch_add(size);
+  if (held + size > max_bytes_) {
+    held_bytes_.fetch_sub(size);
+    limited_calls_.fetch_sub(1);
+    return 2;
+  }
+  return 0;
+}
+
+void NativeServer::release_call(std::size_t size) {
+  limited_calls_.fetch_sub(1);
+  held_bytes_.fetch_sub(size);
+}
+
+int NativeServer::admit_bytes(std::size_t size, std::size_t& held) {
+  held = held_bytes_.fetch_add(size);
+  if (held + size > max_bytes_) {
+    held_bytes_.fetch_sub(size);
+    return 2;
+  }
+  return 0;
 }
 
 void NativeServer::deliver(std::shared_ptr<Batch> batch) {

@@ -118,6 +118,13 @@ class NativeServer {
   // Whether ModelInfer calls may take the native path (false while draining: Python refuses them).
   void set_admitting(bool admitting) { admitting_ = admitting; }
   std::size_t native_calls() const { return native_calls_.load(); }
+  // The inference calls and request bytes of both paths, against one pair of limits (CallLimits' numbers): the
+  // native path counts its calls here, and Python's CallLimits counts the calls it serves here too. Returns 0 when
+  // admitted, 1 past max_calls, 2 past max_bytes; `calls` and `held` are the counts it saw.
+  int admit_call(std::size_t size, std::size_t& calls, std::size_t& held);
+  void release_call(std::size_t size);
+  int admit_bytes(std::size_t size, std::size_t& held);  // a streamed request: bytes only
+  void release_bytes(std::size_t size) { held_bytes_.fetch_sub(size); }
 
  private:
   friend struct Call;
@@ -158,8 +165,9 @@ class NativeServer {
   std::size_t max_calls_;
   std::size_t max_bytes_;
   std::atomic<bool> admitting_{true};
-  std::atomic<std::size_t> native_calls_{0};
-  std::atomic<std::size_t> native_bytes_{0};
+  std::atomic<std::size_t> native_calls_{0};  // the native path's calls (the drain waits for them)
+  std::atomic<std::size_t> limited_calls_{0};  // both paths' calls and bytes, for the limits
+  std::atomic<std::size_t> held_bytes_{0};
   std::mutex table_mutex_;
   std::shared_ptr<const FastTable> table_;
   std::mutex batchers_mutex_;

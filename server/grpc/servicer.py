@@ -81,6 +81,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         # Undecodable messages cost a client nothing to send: their log line is rate-limited.
         self._malformed_log = RateLimitedLog(logging.getLogger("server.requests"))
 
+    @property
+    def limits(self) -> CallLimits:
+        """The bounds of the inference calls (the native frontend shares their counters with its C++ path)."""
+        return self._limits
+
     def _parse(self, raw: bytes, context: Context, method: str) -> ParsedRequest:
         try:
             return parse_infer_request(raw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.batching.batcher import DynamicBatcher
+from server.grpc.overload import CallLimits
 from server.native.batches import NativeBatches
 from server.native.fast_table import VersionKeys, fast_table
 from server.native.shared_queue import SharedQueueBatcher, Tickets
@@ -22,8 +23,11 @@ class NativeInferencePath:
     """`enabled` false (tracing sampled per request, an access log): every ModelInfer stays on the Python path,
     which does those per request."""
 
-    def __init__(self, repository: ModelRepository, enabled: bool) -> None:
+    def __init__(self, repository: ModelRepository, limits: CallLimits, enabled: bool) -> None:
+        """`limits`: the Python path's CallLimits, which count in the native server's counters once attached, so
+        that one pair of limits holds for both paths."""
         self._repository = repository
+        self._limits = limits
         self._enabled = enabled
         self._keys = VersionKeys()
         self._tickets = Tickets()
@@ -34,6 +38,7 @@ class NativeInferencePath:
     def attach(self, native: Any) -> None:
         """The extension's NativeServer this path serves on; publishes the table."""
         self._native = native
+        self._limits.share(native)
         self._batches = NativeBatches(native, self._keys, self._tickets)
         self.publish()
 

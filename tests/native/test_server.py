@@ -220,3 +220,22 @@ def test_its_threads_leave_sigterm_and_sigint_to_python(native: ModuleType) -> N
         assert not unblocked, f"threads that could take SIGTERM/SIGINT: {unblocked}"
     finally:
         server.stop()
+
+
+def test_one_pair_of_limits_counts_both_paths(native: ModuleType) -> None:
+    # CallLimits on the native frontend count in these same counters (server.grpc.overload.CallLimits.share).
+    server = native.NativeServer("127.0.0.1:0", max_calls=2, max_bytes=100)
+    try:
+        assert server.admit_call(10) == (0, 0, 0)
+        assert server.admit_call(60) == (0, 1, 10)
+        assert server.admit_call(1)[0] == 1, "a third call passes max_calls"
+        server.release_call(60)
+        status, _, held = server.admit_call(91)
+        assert (status, held) == (2, 10), "10 + 91 bytes pass max_bytes"
+        assert server.admit_bytes(90) == (0, 10)
+        assert server.admit_bytes(1) == (2, 100)
+        server.release_bytes(90)
+        server.release_call(10)
+        assert server.admit_call(100) == (0, 0, 0)
+    finally:
+        server.stop(1.0)
