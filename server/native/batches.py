@@ -59,6 +59,52 @@ class NativeBatch:
         return cls(batch_id, key, arrays, tuple(output_names), rows, enqueued_ns, routes, request_ids, tickets)
 
 
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Requests [first, first + count) of a batch, run together on `inputs` (their rows of the merged inputs):
+    the whole batch, or a half of a failed one being bisected."""
+
+    loaded: LoadedVersion | None
+    batch: NativeBatch
+    first: int
+    count: int
+    inputs: dict[str, npt.NDArray[Any]]
+    started_ns: int
+
+    @property
+    def version(self) -> LoadedVersion:
+        assert self.loaded is not None, "only a batch of a known version runs"
+        return self.loaded
+
+    @property
+    def whole(self) -> bool:
+        return self.count == len(self.batch.rows)
+
+    @property
+    def rows(self) -> list[int]:
+        return self.batch.rows[self.first : self.first + self.count]
+
+    @property
+    def tickets(self) -> list[int]:
+        return self.batch.tickets[self.first : self.first + self.count]
+
+    @property
+    def enqueued_ns(self) -> list[int]:
+        return self.batch.enqueued_ns[self.first : self.first + self.count]
+
+    def halves(self) -> tuple[_Part, _Part]:
+        """The two halves by request, each with its rows of the inputs."""
+        middle = self.count // 2
+        offsets = list(itertools.accumulate(self.rows, initial=0))
+        low, mid, high = offsets[0], offsets[middle], offsets[-1]
+        first = {name: array[low:mid] for name, array in self.inputs.items()}
+        second = {name: array[mid:high] for name, array in self.inputs.items()}
+        return (
+            _Part(self.loaded, self.batch, self.first, middle, first, self.started_ns),
+            _Part(self.loaded, self.batch, self.first + middle, self.count - middle, second, self.started_ns),
+        )
+
+
 def _wire(outputs: Mapping[str, npt.NDArray[Any]]) -> list[tuple[str, str, tuple[int, ...], npt.NDArray[Any]]]:
     wire = []
     for name, array in outputs.items():
@@ -91,148 +137,106 @@ class NativeBatches:
     async def _execute(self, batch: NativeBatch) -> None:
         try:
             loaded = self._keys.version(batch.key)
+            whole = _Part(loaded, batch, 0, len(batch.rows), batch.inputs, time.perf_counter_ns())
             if loaded is None:
-                error = ModelNotReadyError("the model version was unloaded")
-                self._fail(None, batch, 0, len(batch.rows), error, time.perf_counter_ns())
+                self._fail(whole, ModelNotReadyError("the model version was unloaded"))
                 return
             routed = loaded.recorder.routed
             for route, ticket in zip(batch.routes, batch.tickets, strict=True):
                 if not ticket:  # the Python path's router counted its own
                     routed(_ROUTES[route])
-            await self._run(loaded, batch, 0, len(batch.rows), batch.inputs, time.perf_counter_ns())
+            await self._run(whole)
         except Exception:  # never let a batch end without its answers (release fails the rest INTERNAL)
             log.exception("a native batch failed unexpectedly")
         finally:
             self._native.release(batch.batch_id)
 
-    async def _run(
-        self,
-        loaded: LoadedVersion,
-        batch: NativeBatch,
-        first: int,
-        count: int,
-        inputs: dict[str, npt.NDArray[Any]],
-        started_ns: int,
-    ) -> None:
+    async def _run(self, part: _Part) -> None:
+        loaded, batch = part.version, part.batch
         try:
-            result = await loaded.runner.run(inputs, batch.output_names)
+            result = await loaded.runner.run(part.inputs, batch.output_names)
         except Exception as error:
-            if count == 1:
-                if count == len(batch.rows):
+            if part.count == 1:
+                if part.whole:
                     self._native.executed(batch.batch_id)
-                self._fail(loaded, batch, first, count, error, started_ns)
+                self._fail(part, error)
                 return
-            if count == len(batch.rows):  # once per failed batch, as DynamicBatcher._isolate
+            if part.whole:  # once per failed batch, as DynamicBatcher._isolate
                 log.warning(
                     "a merged execution failed; running its requests in smaller batches so that only the failing "
                     "ones fail",
-                    extra={"model": loaded.label, "requests": count, "error": str(error)},
+                    extra={"model": loaded.label, "requests": part.count, "error": str(error)},
                 )
-            await self._bisect(loaded, batch, first, count, inputs, started_ns)
+            for half in part.halves():
+                await self._run(half)
             return
-        if count == len(batch.rows):
+        if part.whole:
             # The instance is free: a batch already queued starts while these answers are written (the Python
             # batcher's hand-over).
             self._native.executed(batch.batch_id)
-        if count > 1:  # outputs that cannot be split fail the whole execution, as on the Python path
+        if part.count > 1:  # outputs that cannot be split fail the whole execution, as on the Python path
             try:
-                check_splittable(result.outputs, sum(batch.rows[first : first + count]), loaded.label)
+                check_splittable(result.outputs, sum(part.rows), loaded.label)
             except InferenceFailedError as error:
-                self._fail(loaded, batch, first, count, error, started_ns)
+                self._fail(part, error)
                 return
-        self._answer(loaded, batch, first, count, inputs, result, started_ns)
+        self._answer(part, result)
 
-    async def _bisect(
-        self,
-        loaded: LoadedVersion,
-        batch: NativeBatch,
-        first: int,
-        count: int,
-        inputs: dict[str, npt.NDArray[Any]],
-        started_ns: int,
-    ) -> None:
-        middle = count // 2
-        offsets = list(itertools.accumulate(batch.rows[first : first + count], initial=0))
-        for start, size in ((0, middle), (middle, count - middle)):
-            low, high = offsets[start], offsets[start + size]
-            part = {name: array[low:high] for name, array in inputs.items()}
-            await self._run(loaded, batch, first + start, size, part, started_ns)
-
-    def _answer(
-        self,
-        loaded: LoadedVersion,
-        batch: NativeBatch,
-        first: int,
-        count: int,
-        inputs: dict[str, npt.NDArray[Any]],
-        result: RunResult,
-        started_ns: int,
-    ) -> None:
-        rows = batch.rows[first : first + count]
-        loaded.recorder.executed(sum(rows), result.timings, result.outputs, inputs)
-        self._native.answer(batch.batch_id, first, count, _wire(result.outputs))
+    def _answer(self, part: _Part, result: RunResult) -> None:
+        loaded, rows = part.version, part.rows
+        loaded.recorder.executed(sum(rows), result.timings, result.outputs, part.inputs)
+        self._native.answer(part.batch.batch_id, part.first, part.count, _wire(result.outputs))
         now = time.perf_counter_ns()
         timings = result.timings
-        tickets = batch.tickets[first : first + count]
-        enqueued = batch.enqueued_ns[first : first + count]
+        tickets, enqueued = part.tickets, part.enqueued_ns
         if any(tickets):
-            self._resolve_tickets(batch, first, count, result, started_ns)
+            self._resolve_tickets(part, result)
         # The native calls' statistics, one call for the batch: each request's time in the server and in the queue.
         native = [index for index, ticket in enumerate(tickets) if not ticket]
         if native:
             loaded.recorder.succeeded_many(
                 sum(rows[index] for index in native),
                 [now - enqueued[index] for index in native],
-                [started_ns - enqueued[index] + timings.queue_ns for index in native],
+                [part.started_ns - enqueued[index] + timings.queue_ns for index in native],
                 timings,
             )
 
-    def _resolve_tickets(self, batch: NativeBatch, first: int, count: int, result: RunResult, started_ns: int) -> None:
+    def _resolve_tickets(self, part: _Part, result: RunResult) -> None:
         """The Python path's requests in this execution get their rows of the outputs (it accounts for them)."""
-        timings = result.timings
+        timings, outputs = result.timings, result.outputs
         offset = 0
-        for index in range(first, first + count):
-            size, ticket = batch.rows[index], batch.tickets[index]
+        for size, ticket, enqueued in zip(part.rows, part.tickets, part.enqueued_ns, strict=True):
             future = self._tickets.take(ticket) if ticket else None
             if future is not None and not future.done():
-                outputs = result.outputs
-                part = (
-                    outputs if count == 1 else {name: array[offset : offset + size] for name, array in outputs.items()}
-                )
-                share = RunTimings(
-                    queue_ns=started_ns - batch.enqueued_ns[index] + timings.queue_ns,
+                share = outputs if part.count == 1 else {n: a[offset : offset + size] for n, a in outputs.items()}
+                timed = RunTimings(
+                    queue_ns=part.started_ns - enqueued + timings.queue_ns,
                     input_ns=timings.input_ns,
                     infer_ns=timings.infer_ns,
                     output_ns=timings.output_ns,
                 )
-                future.set_result(RunResult(outputs=part, timings=share))
+                future.set_result(RunResult(outputs=share, timings=timed))
             offset += size
 
-    def _fail(
-        self,
-        loaded: LoadedVersion | None,
-        batch: NativeBatch,
-        first: int,
-        count: int,
-        error: Exception,
-        started_ns: int,
-    ) -> None:
+    def _fail(self, part: _Part, error: Exception) -> None:
+        batch = part.batch
         code, message = status_for(error)
-        self._native.fail(batch.batch_id, first, count, code.value[0], message.encode("utf-8", "replace"))
-        for index in range(first, first + count):  # the Python path's own requests hear it through their futures
-            ticket = batch.tickets[index]
+        self._native.fail(batch.batch_id, part.first, part.count, code.value[0], message.encode("utf-8", "replace"))
+        for ticket in part.tickets:  # the Python path's own requests hear it through their futures
             future = self._tickets.take(ticket) if ticket else None
             if future is not None and not future.done():
                 future.set_exception(error)
+        loaded = part.loaded
         if loaded is None:
             return
         name = status_name(error)
         if not isinstance(error, ServerError):
             log.error("batch execution failed", exc_info=error, extra={"model": loaded.label})
         now = time.perf_counter_ns()
-        for index in range(first, first + count):
-            if batch.tickets[index]:
+        for index, (ticket, enqueued) in enumerate(zip(part.tickets, part.enqueued_ns, strict=True)):
+            if ticket:
                 continue
-            loaded.recorder.failed(name, now - batch.enqueued_ns[index])
+            loaded.recorder.failed(name, now - enqueued)
             if isinstance(error, ServerError):
-                log_failed_request(loaded.model_name, loaded.version_text, name, batch.request_ids[index], None, error)
+                request_id = batch.request_ids[part.first + index]
+                log_failed_request(loaded.model_name, loaded.version_text, name, request_id, None, error)
