@@ -199,7 +199,10 @@ class App:
         if self.frontend != "native":
             return None
         path = NativeInferencePath(
-            self.repository, self._servicer.limits, enabled=self.tracing is None and no_access_log
+            self.repository,
+            self._servicer.limits,
+            enabled=self.tracing is None and no_access_log,
+            handover=self.metrics.native_handover.observe,
         )
         self.drain.watch(path)
         return path

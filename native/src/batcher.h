@@ -30,6 +30,7 @@ struct Batch {
   std::vector<std::string> merged;                  // per spec input; empty for a batch of one (its own bytes)
   std::vector<std::vector<std::int64_t>> shapes;    // per spec input, the merged shape
   int rows = 0;
+  std::int64_t delivered_ns = 0;  // monotonic: when it was handed to Python
   bool executed = false;  // its instance has been given back
   std::vector<bool> answered;  // per request; set by NativeServer::answer and fail, which Python calls on one thread
 

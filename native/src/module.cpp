@@ -53,8 +53,8 @@ nb::list pairs(const oip::Metadata& metadata) {
 }
 
 // A batch for Python (docs/native-data-plane.md): (5, batch, version key, inputs as (name, datatype, shape,
-// uint8 array of its bytes) in signature order, output names, rows, enqueued_ns, routes, request ids, tickets)
-// with one entry per request in the last five (ticket 0: a native call, C++ answers it). The arrays are views of the batch's memory, which they keep alive.
+// uint8 array of its bytes) in signature order, output names, rows, enqueued_ns, routes, request ids, tickets,
+// delivered_ns) with one entry per request in rows..tickets (ticket 0: a native call, C++ answers it). The arrays are views of the batch's memory, which they keep alive.
 nb::tuple batch_event(int kind, const std::shared_ptr<oip::Batch>& batch) {
   nb::list inputs;
   for (std::size_t input = 0; input < batch->spec->inputs.size(); ++input) {
@@ -83,7 +83,7 @@ nb::tuple batch_event(int kind, const std::shared_ptr<oip::Batch>& batch) {
     tickets.append(request->ticket);
   }
   return nb::make_tuple(kind, batch->id, batch->key, inputs, nb::tuple(outputs), rows, enqueued, routes, ids,
-                        tickets);
+                        tickets, batch->delivered_ns);
 }
 
 // Python's table (server/native/fast_table.py): version tuples and model tuples, see set_fast_table's doc.

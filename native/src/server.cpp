@@ -598,6 +598,7 @@ void NativeServer::deliver(std::shared_ptr<Batch> batch) {
     std::lock_guard<std::mutex> lock(batches_mutex_);
     batch->id = next_batch_++;
     batch->answered.assign(batch->requests.size(), false);
+    batch->delivered_ns = monotonic_ns();
     batches_[batch->id] = batch;
   }
   events_.post(CallEvent{CallEvent::Kind::kBatch, batch->id});

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +51,16 @@ class NativeBatch:
     tickets: list[int]
     """Non-zero: a request the Python path queued here (server/native/shared_queue.py); it gets its share of the
     outputs through its future, and the Python path accounts for it."""
+    delivered_ns: int
+    """When C++ handed it over (time.perf_counter_ns's clock)."""
 
     @classmethod
     def from_event(cls, event: tuple[Any, ...]) -> NativeBatch:
-        _, batch_id, key, inputs, output_names, rows, enqueued_ns, routes, request_ids, tickets = event
+        _, batch_id, key, inputs, output_names, rows, enqueued_ns, routes, request_ids, tickets, delivered = event
         arrays = {name: raw.view(dtype_for(datatype)).reshape(shape) for name, datatype, shape, raw in inputs}
-        return cls(batch_id, key, arrays, tuple(output_names), rows, enqueued_ns, routes, request_ids, tickets)
+        return cls(
+            batch_id, key, arrays, tuple(output_names), rows, enqueued_ns, routes, request_ids, tickets, delivered
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +122,14 @@ def _wire(outputs: Mapping[str, npt.NDArray[Any]]) -> list[tuple[str, str, tuple
 class NativeBatches:
     """Runs each delivered batch as a task on the event loop."""
 
-    def __init__(self, native: Any, keys: VersionKeys, tickets: Tickets) -> None:
+    def __init__(
+        self, native: Any, keys: VersionKeys, tickets: Tickets, handover: Callable[[float], None] | None = None
+    ) -> None:
+        """`handover` observes, per batch, the seconds from C++ handing it over to its run starting here."""
         self._native = native
         self._keys = keys
         self._tickets = tickets
+        self._handover = handover
         self._running: set[asyncio.Task[None]] = set()
 
     def run(self, event: tuple[Any, ...]) -> None:
@@ -136,8 +144,11 @@ class NativeBatches:
 
     async def _execute(self, batch: NativeBatch) -> None:
         try:
+            started_ns = time.perf_counter_ns()
+            if self._handover is not None:
+                self._handover((started_ns - batch.delivered_ns) / 1e9)
             loaded = self._keys.version(batch.key)
-            whole = _Part(loaded, batch, 0, len(batch.rows), batch.inputs, time.perf_counter_ns())
+            whole = _Part(loaded, batch, 0, len(batch.rows), batch.inputs, started_ns)
             if loaded is None:
                 self._fail(whole, ModelNotReadyError("the model version was unloaded"))
                 return

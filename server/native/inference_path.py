@@ -7,6 +7,7 @@ batches run once per batch (server/native/batches.py), and the drain asks C++ ho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from server.batching.batcher import DynamicBatcher
@@ -23,11 +24,18 @@ class NativeInferencePath:
     """`enabled` false (tracing sampled per request, an access log): every ModelInfer stays on the Python path,
     which does those per request."""
 
-    def __init__(self, repository: ModelRepository, limits: CallLimits, enabled: bool) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        limits: CallLimits,
+        enabled: bool,
+        handover: Callable[[float], None] | None = None,
+    ) -> None:
         """`limits`: the Python path's CallLimits, which count in the native server's counters once attached, so
-        that one pair of limits holds for both paths."""
+        that one pair of limits holds for both paths. `handover` observes each batch's wait for the event loop."""
         self._repository = repository
         self._limits = limits
+        self._handover = handover
         self._enabled = enabled
         self._keys = VersionKeys()
         self._tickets = Tickets()
@@ -39,7 +47,7 @@ class NativeInferencePath:
         """The extension's NativeServer this path serves on; publishes the table."""
         self._native = native
         self._limits.share(native)
-        self._batches = NativeBatches(native, self._keys, self._tickets)
+        self._batches = NativeBatches(native, self._keys, self._tickets, self._handover)
         self.publish()
 
     def on_batch(self, event: tuple[Any, ...]) -> None:

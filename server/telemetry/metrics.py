@@ -73,6 +73,13 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.native_handover = Histogram(
+            "inference_native_batch_handover_seconds",
+            "Time a batch the native frontend formed waited for the event loop to start it (a busy loop, or the "
+            "GIL held by another thread, shows here).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "inference_batch_size",
             "Samples per model execution.",

@@ -149,6 +149,10 @@ async def test_http_health_and_metrics(app: App, channel: grpc.aio.Channel) -> N
     assert samples[("inference_batch_size_sum", labels)] == 2
     assert samples[("inference_model_ready", labels)] == 1
     assert samples[("inference_model_ready", (("model", "corrupt"), ("version", "1")))] == 0
+    # The plain request ran as a native batch (the invalid one went to the Python path, which refused it).
+    handed_over = samples[("inference_native_batch_handover_seconds_count", ())]
+    assert handed_over == (1 if app.frontend == "native" else 0)
+    assert samples[("inference_native_batch_handover_seconds_sum", ())] < 5.0 * handed_over + 1e-9
 
 
 async def test_stop_reports_not_ready_and_finishes_in_flight_requests(tmp_path: Path) -> None:
