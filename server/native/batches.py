@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from oip.codec import datatype_for, dtype_for
@@ -25,7 +24,7 @@ from server.batching.tensors import check_splittable
 from server.errors import InferenceFailedError, ModelNotReadyError, ServerError, status_name
 from server.grpc.errors import status_for
 from server.native.fast_table import VersionKeys
-from server.native.shared_queue import Tickets
+from server.native.shared_queue import Tickets, raw_view
 from server.routing.table import Route
 from server.runtime.runner import RunResult, RunTimings
 from server.telemetry.failures import log_failed_request
@@ -110,13 +109,7 @@ class _Part:
 
 
 def _wire(outputs: Mapping[str, npt.NDArray[Any]]) -> list[tuple[str, str, tuple[int, ...], npt.NDArray[Any]]]:
-    wire = []
-    for name, array in outputs.items():
-        contiguous = np.ascontiguousarray(array)
-        if not contiguous.dtype.isnative:
-            contiguous = contiguous.astype(contiguous.dtype.newbyteorder("="))
-        wire.append((name, datatype_for(array.dtype), tuple(array.shape), contiguous.reshape(-1).view(np.uint8)))
-    return wire
+    return [(name, datatype_for(array.dtype), tuple(array.shape), raw_view(array)) for name, array in outputs.items()]
 
 
 class NativeBatches:

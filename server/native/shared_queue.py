@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from oip.codec import has_wire_byte_order
 from server.batching.batcher import BatchPolicy, DynamicBatcher
 from server.errors import DeadlineExceededError, ResourceExhaustedError, ShuttingDownError
 from server.grpc.draining import SHUTTING_DOWN
@@ -62,11 +63,12 @@ class Tickets:
             future.cancel()
 
 
-def _raw(array: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
-    contiguous = np.ascontiguousarray(array)
-    if not contiguous.dtype.isnative:
-        contiguous = contiguous.astype(contiguous.dtype.newbyteorder("="))
-    return contiguous.reshape(-1).view(np.uint8)
+def raw_view(array: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    """A fixed-size array's bytes as the extension takes them: row-major, in the wire's byte order (oip.codec's
+    rule), as a flat uint8 view (no copy when the array already is both)."""
+    if not has_wire_byte_order(array.dtype):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
 
 
 class SharedQueueBatcher:
@@ -105,7 +107,7 @@ class SharedQueueBatcher:
                 f"request to model {self._label} timed out after waiting 0.0 ms in the queue; it was not executed"
             )
         ticket, future = self._tickets.new(self._label)
-        wire = [(name, list(array.shape), _raw(array)) for name, array in inputs.items()]
+        wire = [(name, list(array.shape), raw_view(array)) for name, array in inputs.items()]
         # time.monotonic() and C++'s CLOCK_MONOTONIC are one clock.
         deadline_ns = -1 if deadline is None else int(deadline * 1e9)
         status, refusal = self._native.submit(
