@@ -1,5 +1,7 @@
 #include "batcher.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -19,6 +21,7 @@ VersionBatcher::VersionBatcher(const VersionSpec& spec, Deliver deliver, Alive a
       drop_(std::move(drop)),
       queue_(spec.max_queue_size, std::max(1, spec.priority_levels)) {
   thread_ = std::thread([this] { schedule(); });
+  pthread_setname_np(thread_.native_handle(), "oip-batcher");
 }
 
 VersionBatcher::~VersionBatcher() { stop(); }
