@@ -8,6 +8,10 @@ with `python -m loadtest --engine h2load --concurrency 64` (4 connections x 16 s
 successes from each server's ModelStatistics). Rounds interleave the servers so that drift on a shared machine hits
 them alike; the report keeps each configuration's best round. Then, per model, p99 latency in open loop at half of
 Triton's maximum rate, for both frontends and Triton.
+
+Where loadtest/setup_mlserver.sh has installed it (/tmp/peer-mlserver), each round also measures Seldon MLServer
+("mlserver": our ONNX Runtime custom runtime, adaptive batching, loadtest/mlserver_peer.py) on mlp only, at the same
+level; its successes come from its Prometheus counters, as it has no ModelStatistics. Without it, one line says so.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtest import peer_models
+from loadtest import mlserver_peer, peer_models
 from loadtest.local_server import free_ports, stop, wait_until_ready
 
 TRITON = Path(__file__).resolve().parents[2] / "shared" / "peers" / "triton"
 TRITON_GRPC = "127.0.0.1:8091"
 CONFIGURATIONS = ("python", "native", "triton", "floor")
+MLSERVER_MODELS = ("mlp",)
+"""The models the optional "mlserver" configuration is measured on."""
 
 
 @contextmanager
@@ -70,8 +76,22 @@ def load(
     return report["levels"][0], floor
 
 
-def measure(repository: Path, out: Path, rounds: int, models: Sequence[str]) -> dict[str, Any]:
+def load_mlserver(repository: Path, model: str, out: Path, seconds: float = 2.0) -> dict[str, Any]:
+    """MLServer started for `model` alone, measured like `load` (no floor); its level, also saved in out/level.json."""
+    ports = mlserver_peer.Ports.free()
+    with mlserver_peer.mlserver(repository, model, ports=ports) as target:
+        level = mlserver_peer.load(target, ports.metrics, model, seconds=seconds)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "level.json").write_text(json.dumps(level, indent=2))
+    return level
+
+
+def measure(
+    repository: Path, out: Path, rounds: int, models: Sequence[str], mlserver_models: Sequence[str] = ()
+) -> dict[str, Any]:
     best: dict[str, dict[str, float]] = {config: {} for config in CONFIGURATIONS}
+    if mlserver_models:
+        best["mlserver"] = {}
     runs: list[dict[str, Any]] = []
     servers = {
         "python": lambda: our_server(repository, "python"),
@@ -95,6 +115,12 @@ def measure(repository: Path, out: Path, rounds: int, models: Sequence[str]) -> 
                     runs.append({"round": round_index, "config": config, "model": model, "req_per_s": rate})
                     best[config][model] = max(best[config].get(model, 0.0), rate)
                     print(f"round {round_index} {config:7s} {model:6s} {rate:10.0f} req/s", flush=True)
+        for model in mlserver_models:
+            level = load_mlserver(repository, model, out / f"r{round_index}-mlserver-{model}")
+            rate = float(level["throughput_req_per_s"])
+            runs.append({"round": round_index, "config": "mlserver", "model": model, "req_per_s": rate})
+            best["mlserver"][model] = max(best["mlserver"].get(model, 0.0), rate)
+            print(f"round {round_index} mlserver {model:6s} {rate:9.0f} req/s", flush=True)
     half: list[dict[str, Any]] = []
     for model in models:
         rate = best["triton"][model] / 2
@@ -105,7 +131,30 @@ def measure(repository: Path, out: Path, rounds: int, models: Sequence[str]) -> 
                 half.append({"config": config, "model": model, "rate": rate, "p99_ms": latency.get("p99_ms"),
                              "p50_ms": latency.get("p50_ms"), "ok": level["requests_ok"]})  # fmt: skip
                 print(f"half-load {config:7s} {model:6s} {rate:8.0f}/s p99 {half[-1]['p99_ms']} ms", flush=True)
-    return {"best": best, "runs": runs, "half_load": half}
+    results: dict[str, Any] = {"best": best, "runs": runs, "half_load": half}
+    if mlserver_models:
+        results["vs_mlserver"] = against_mlserver(best)
+    return results
+
+
+def against_mlserver(best: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Each configuration's best rate over MLServer's, per model MLServer was measured on (the ">= 3x MLServer"
+    target reads native/mlserver on mlp)."""
+    ratios: dict[str, dict[str, float]] = {}
+    for model, reference in best.get("mlserver", {}).items():
+        for config, rates in best.items():
+            if config != "mlserver" and reference > 0 and rates.get(model):
+                ratios.setdefault(config, {})[model] = round(rates[model] / reference, 2)
+    return ratios
+
+
+def mlserver_plan(models: Sequence[str]) -> tuple[str, ...]:
+    """The models to measure MLServer on: mlp when asked for and MLServer is installed (else one line says why not)."""
+    wanted = tuple(model for model in models if model in MLSERVER_MODELS)
+    if wanted and not mlserver_peer.available():
+        print(f"mlserver: skipped, {mlserver_peer.VENV} is missing (bash loadtest/setup_mlserver.sh installs it)")
+        return ()
+    return wanted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     peer_models.build(args.repository)
-    results = measure(args.repository, args.out, args.rounds, args.models.split(","))
+    models = args.models.split(",")
+    results = measure(args.repository, args.out, args.rounds, models, mlserver_plan(models))
     results["machine"] = {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results["best"], indent=2))
