@@ -16,6 +16,9 @@ PYTEST_ARGS ?=
 # `make constraints` rewrites it from a fresh resolution.
 INSTALL_RUNTIME := pip install --no-cache-dir -c constraints.txt .
 INSTALL_DEV := pip install -c constraints.txt -e '.[dev]'
+# `pip install .` also builds the native extension where its toolchain is (CMakeLists.txt); here the `native` target
+# builds it into build/native instead, so the venv installs leave it out (and do not run CMake at all).
+SKIP_NATIVE := OIP_NATIVE=OFF
 
 .PHONY: run test lint typecheck unit unit-python native-asan stubs models loadtest-setup observability-setup native constraints clean
 
@@ -24,11 +27,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.runtime: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m $(INSTALL_RUNTIME)
+	$(SKIP_NATIVE) $(BIN)/python -m $(INSTALL_RUNTIME)
 	touch $@
 
 $(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m $(INSTALL_DEV)
+	$(SKIP_NATIVE) $(BIN)/python -m $(INSTALL_DEV)
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime native
@@ -44,8 +47,9 @@ loadtest-setup:
 observability-setup:
 	@bash deploy/prometheus/setup_promtool.sh || echo "promtool is not installed: the alert rule tests are skipped"
 
-# The native data plane's extension (docs/native-data-plane.md), into build/native; where the toolchain cannot be
-# installed it says so in one line and the native tests skip.
+# The native data plane's extension (docs/native-data-plane.md), into build/native (native/, which CMakeLists.txt
+# also builds into the wheel of `pip install .`); where the toolchain cannot be installed it says so in one line and the
+# native tests skip.
 # nanobind only (pinned): `make run` builds the extension without the dev tools.
 $(VENV)/.nanobind: constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt nanobind
@@ -105,7 +109,7 @@ models: $(VENV)/.dev
 constraints:
 	rm -rf build/constraints-venv && $(PYTHON) -m venv build/constraints-venv
 	build/constraints-venv/bin/python -m pip install --quiet --upgrade pip
-	build/constraints-venv/bin/python -m pip install --quiet -e '.[dev]'
+	$(SKIP_NATIVE) build/constraints-venv/bin/python -m pip install --quiet -e '.[dev]'
 	( echo "# Pinned by \`make constraints\`: every dependency of the server and its dev tools, tested together."; \
 	  build/constraints-venv/bin/python -m pip freeze --all --exclude-editable | grep -v -e '^oip-inference-server' -e '^pip==' ) > constraints.txt
 
