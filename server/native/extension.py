@@ -1,4 +1,5 @@
-"""Finds the oip_native extension: installed beside the server, or built into a source checkout by `make native`."""
+"""Finds the oip_native extension: installed beside the server by `pip install .`, or built into a source checkout
+by `make native`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-#: Where `make native` builds the extension in a source checkout; OIP_NATIVE_BUILD points elsewhere (the
-#: AddressSanitizer build of `make native-asan`).
-BUILD_DIRECTORY = Path(os.environ.get("OIP_NATIVE_BUILD") or Path(__file__).resolve().parents[2] / "build" / "native")
+#: A build to load before an installed extension: `make native-asan` points it at the AddressSanitizer build.
+OVERRIDE = os.environ.get("OIP_NATIVE_BUILD") or None
+#: Where `make native` builds the extension in a source checkout, or OIP_NATIVE_BUILD.
+BUILD_DIRECTORY = Path(OVERRIDE or Path(__file__).resolve().parents[2] / "build" / "native")
 MODULE = "oip_native"
 
 
@@ -20,18 +22,29 @@ class ExtensionUnavailableError(OSError):
 
 
 def load_extension(build_directory: Path = BUILD_DIRECTORY, module: str = MODULE) -> ModuleType:
-    """The imported extension; raises ExtensionUnavailableError when it is neither installed nor built."""
+    """The imported extension: the build OIP_NATIVE_BUILD names, else the one installed (by `pip install .`), else
+    the one in build_directory; raises ExtensionUnavailableError when none of them loads."""
     if module in sys.modules:
         return sys.modules[module]
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        pass
+    installed_error: ImportError | None = None
+    if OVERRIDE is None:
+        try:
+            return importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                installed_error = error
+        except ImportError as error:
+            installed_error = error
     if not any(build_directory.glob(f"{module}*.so")):
+        if installed_error is not None:
+            raise ExtensionUnavailableError(
+                f"the installed native extension ({module}) does not load: {installed_error}"
+            ) from None
+        not_installed = "" if OVERRIDE is not None else "not installed and "
         raise ExtensionUnavailableError(
-            f"the native extension ({module}) is not installed and not built in {build_directory}; build it with "
-            "`make native` (needs Debian's libgrpc++-dev, protobuf-compiler-grpc, libprotobuf-dev), or use "
-            "--frontend python"
+            f"the native extension ({module}) is {not_installed}not built in {build_directory}; `pip install .` "
+            "builds it where Debian's libgrpc++-dev, protobuf-compiler-grpc and libprotobuf-dev are installed, and "
+            "so does `make native` (into build/native); or use --frontend python"
         )
     sys.path.insert(0, str(build_directory))
     try:
