@@ -42,6 +42,9 @@ def test_docker_copies_every_package_the_wheel_contains() -> None:
     assert packages and all((ROOT / package).is_dir() for package in packages), packages
     for package in packages:
         assert f"COPY {package} ./{package}" in DOCKERFILE, package
+    # and what `pip install .` builds the native extension from
+    for source in ("CMakeLists.txt ./", "native ./native", "proto ./proto"):
+        assert f"COPY {source}" in DOCKERFILE, source
 
 
 def test_docker_runs_the_server_like_make_run() -> None:
