@@ -203,9 +203,13 @@ class App:
             self._servicer.limits,
             enabled=self.tracing is None and no_access_log,
             handover=self.metrics.native_handover.observe,
+            taken=self._count_native_requests,
         )
         self.drain.watch(path)
         return path
+
+    def _count_native_requests(self, model: str, requests: int) -> None:
+        self.metrics.native_requests.labels(model).inc(requests)
 
     def _report_models_ready(self) -> None:
         """Under --workers, tell the supervisor when this worker's strict readiness changes (it is ready only

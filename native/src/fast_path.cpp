@@ -2,6 +2,10 @@
 
 #include <time.h>
 
+#include <algorithm>
+#include <array>
+#include <random>
+
 
 namespace oip {
 
@@ -31,7 +35,80 @@ const ModelRoutes* routes_of(const FastTable& table, const std::string& model) {
   return found == table.models.end() ? nullptr : &found->second;
 }
 
+std::array<std::uint32_t, 256> crc_table() {
+  std::array<std::uint32_t, 256> table{};
+  for (std::uint32_t byte = 0; byte < 256; ++byte) {
+    std::uint32_t crc = byte;
+    for (int bit = 0; bit < 8; ++bit) {
+      crc = (crc & 1) ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;  // CRC-32 (IEEE 802.3, reflected), as zlib's
+    }
+    table[byte] = crc;
+  }
+  return table;
+}
+
+// A random bucket, as the Python router's int(random() * BUCKETS); one generator per thread (the I/O thread).
+int random_bucket() {
+  thread_local std::mt19937 generator{std::random_device{}()};
+  thread_local std::uniform_int_distribution<int> buckets(0, kBuckets - 1);
+  return buckets(generator);
+}
+
+// The version key for a request naming no version, and how it was chosen; -1: Python routes it.
+int route_unversioned(const ModelRoutes& routes, FastRequest& request, const MetadataLookup& metadata) {
+  if (routes.primary.empty() && routes.fallback.empty()) {
+    return -1;
+  }
+  int bucket = -1;
+  if (!routes.sticky_metadata.empty()) {
+    std::string value;
+    if (metadata(routes.sticky_metadata, value)) {
+      if (value.empty() || value.size() > kMaxStickyKeyBytes) {
+        return -1;  // an unusable key: the Python router routes it by weight and counts why
+      }
+      bucket = sticky_bucket(routes.salt_crc, value);
+    }
+  }
+  const bool sticky = bucket >= 0;
+  if (!sticky) {
+    bucket = random_bucket();
+  }
+  if (!routes.primary.empty()) {
+    int key = routes.primary.pick(bucket);
+    if (key != kNotReady) {
+      request.route = sticky ? RouteKind::kSticky : RouteKind::kWeighted;
+      return key;
+    }
+  }
+  if (routes.fallback.empty()) {
+    return -1;
+  }
+  request.route = RouteKind::kFallback;
+  return routes.fallback.pick(bucket);
+}
+
 }  // namespace
+
+int RouteLayout::pick(int bucket) const {
+  auto above = std::upper_bound(starts.begin(), starts.end(), bucket);
+  return keys[static_cast<std::size_t>(above - starts.begin()) - 1];
+}
+
+std::uint32_t crc32_continue(std::uint32_t crc, const char* data, std::size_t size) {
+  static const std::array<std::uint32_t, 256> table = crc_table();
+  crc = ~crc;
+  for (std::size_t index = 0; index < size; ++index) {
+    crc = table[(crc ^ static_cast<unsigned char>(data[index])) & 0xFFu] ^ (crc >> 8);
+  }
+  return ~crc;
+}
+
+int sticky_bucket(std::uint32_t salt_crc, const std::string& key) {
+  // Knuth's multiplicative mix of the crc32, scaled onto the buckets (server.routing.sticky.bucket_after).
+  std::uint64_t mixed = (static_cast<std::uint64_t>(crc32_continue(salt_crc, key.data(), key.size())) *
+                         2654435761u) & 0xFFFFFFFFu;
+  return static_cast<int>((mixed * kBuckets) >> 32);
+}
 
 std::string layout_of(const VersionSpec& spec, const FastRequest& request) {
   // What requests must share to merge: each input's non-batch dimensions (names and datatypes are the signature's),
@@ -51,7 +128,7 @@ std::string layout_of(const VersionSpec& spec, const FastRequest& request) {
   return layout;
 }
 
-bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request) {
+bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, const MetadataLookup& metadata) {
   const auto& message = request.message;
   if (!table || message.parameters_size() != 0) {
     return false;  // parameters (priority, timeout, sticky keys, ...) are Python's to interpret
@@ -65,8 +142,7 @@ bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request) 
   }
   int key = -1;
   if (message.model_version().empty()) {
-    key = routes->default_key;
-    request.route = RouteKind::kWeighted;
+    key = route_unversioned(*routes, request, metadata);
   } else {
     auto pinned = routes->pinned.find(message.model_version());
     key = pinned == routes->pinned.end() ? -1 : pinned->second;

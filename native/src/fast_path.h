@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,9 +42,25 @@ struct VersionSpec {
   int default_priority = 1;
 };
 
+// server.routing.table's Layout with version keys: version i owns buckets [starts[i], starts[i+1]).
+struct RouteLayout {
+  std::vector<int> starts;
+  std::vector<int> keys;  // kNotReady: the fallback layout decides
+  bool empty() const { return keys.empty(); }
+  int pick(int bucket) const;
+};
+
+constexpr int kBuckets = 10000;  // server.routing.table.BUCKETS
+constexpr int kNotReady = -2;
+constexpr std::size_t kMaxStickyKeyBytes = 256;  // server.routing.sticky.MAX_KEY_BYTES
+
 struct ModelRoutes {
   std::unordered_map<std::string, int> pinned;  // version text -> key, for requests naming their version
-  int default_key = -1;                         // a request without version; -1: Python routes it
+  // For a request without version (server.traffic.router's decision, as data): both layouts empty: Python routes.
+  RouteLayout primary;
+  RouteLayout fallback;
+  std::string sticky_metadata;  // the gRPC metadata key whose value picks the bucket; "" none
+  std::uint32_t salt_crc = 0;   // crc32 of the routing salt
 };
 
 struct FastTable {
@@ -52,7 +69,15 @@ struct FastTable {
 };
 
 // Route kinds, numbered as server.routing.table.Route.
-enum class RouteKind : int { kPinned = 0, kWeighted = 1 };
+enum class RouteKind : int { kPinned = 0, kWeighted = 1, kSticky = 2, kFallback = 4 };
+
+// zlib's crc32(data, crc): crc32 of `crc`'s data followed by these bytes.
+std::uint32_t crc32_continue(std::uint32_t crc, const char* data, std::size_t size);
+// server.routing.sticky.bucket_after: the bucket of a sticky key, the same in every process.
+int sticky_bucket(std::uint32_t salt_crc, const std::string& key);
+
+// A request's first value for a metadata key (lower case, as gRPC spells it); false when it has none.
+using MetadataLookup = std::function<bool(const std::string& key, std::string& value)>;
 
 // One request in a native batcher's queue: either a ModelInfer call on the native path (its parsed message owns
 // the tensor bytes; C++ answers it), or a request the Python path routed and validated (`ticket` != 0: its bytes
@@ -83,7 +108,8 @@ struct FastRequest {
 
 // Fills `request` (already parsed into request.message) when it is the plain case for a version in `table`; false
 // when Python must take it.
-bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request);
+// `metadata` is consulted for the model's sticky key.
+bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, const MetadataLookup& metadata);
 // The merge layout of a request whose shapes (per spec input) and output names are set.
 std::string layout_of(const VersionSpec& spec, const FastRequest& request);
 

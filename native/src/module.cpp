@@ -124,7 +124,15 @@ std::shared_ptr<const oip::FastTable> fast_table(nb::list versions, nb::list mod
       auto pair = nb::cast<nb::tuple>(pinned);
       routes.pinned.emplace(nb::cast<std::string>(pair[0]), nb::cast<int>(pair[1]));
     }
-    routes.default_key = nb::cast<int>(fields[2]);
+    for (auto [layout, field] : {std::pair{&routes.primary, 2}, std::pair{&routes.fallback, 3}}) {
+      for (nb::handle owned : nb::cast<nb::list>(fields[field])) {
+        auto pair = nb::cast<nb::tuple>(owned);
+        layout->starts.push_back(nb::cast<int>(pair[0]));
+        layout->keys.push_back(nb::cast<int>(pair[1]));
+      }
+    }
+    routes.sticky_metadata = nb::cast<std::string>(fields[4]);
+    routes.salt_crc = nb::cast<std::uint32_t>(fields[5]);
     table->models.emplace(nb::cast<std::string>(fields[0]), std::move(routes));
   }
   return table;
@@ -201,6 +209,12 @@ NB_MODULE(oip_native, module) {
       },
       nb::arg("model_name"), nb::arg("model_version"), nb::arg("id"), nb::arg("outputs"),
       "The native path's ModelInferResponse bytes: outputs [(name, datatype, shape, raw bytes)].");
+  module.def(
+      "sticky_bucket",
+      [](std::uint32_t salt_crc, nb::bytes key) {
+        return oip::sticky_bucket(salt_crc, std::string(key.c_str(), key.size()));
+      },
+      nb::arg("salt_crc"), nb::arg("key"), "server.routing.sticky.bucket_after, as the native router computes it.");
   module.def("summarize_request", &summarize_request, nb::arg("raw"),
              "Parse a serialized ModelInferRequest in C++: (model_name, model_version, id, input names, raw sizes).");
   nb::class_<oip::NativeServer>(
@@ -259,7 +273,8 @@ NB_MODULE(oip_native, module) {
            "The native ModelInfer path's table, or None (every call to Python). versions: (key, model, version "
            "text, inputs [(name, datatype, shape)], outputs, max_batch_size, max_batch_size_configured, merge, "
            "max_queue_size, instances, preferred sizes, max_queue_delay_us, priority_levels, default_priority); "
-           "models: (name, [(version text, key)], default key or -1).")
+           "models: (name, [(version text, key)], primary layout [(first bucket, key or -2 not ready)], fallback "
+           "layout, sticky metadata key or '', salt crc32); empty layouts: Python routes requests without version.")
       .def("answer",
            [](oip::NativeServer& server, std::uint64_t batch, std::size_t first, std::size_t count, nb::list outputs) {
              std::vector<oip::NativeServer::Output> parts;

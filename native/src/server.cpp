@@ -511,7 +511,16 @@ bool NativeServer::serve_natively(Call* call) {
   auto table = current_table();
   auto request = std::make_unique<FastRequest>();
   grpc::ProtoBufferReader reader(&call->read_buffer);
-  if (!request->message.ParseFromZeroCopyStream(&reader) || !admit(table, *request)) {
+  const auto& client_metadata = call->context.client_metadata();
+  auto metadata = [&client_metadata](const std::string& key, std::string& value) {
+    auto first = client_metadata.lower_bound(grpc::string_ref(key));  // the first entry, as the Python router
+    if (first == client_metadata.end() || first->first != grpc::string_ref(key)) {
+      return false;
+    }
+    value.assign(first->second.data(), first->second.size());
+    return true;
+  };
+  if (!request->message.ParseFromZeroCopyStream(&reader) || !admit(table, *request, metadata)) {
     return false;  // Python decodes it again and says what is wrong, or serves what the native path does not
   }
   const std::size_t size = call->read_buffer.Length();

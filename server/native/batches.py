@@ -116,13 +116,20 @@ class NativeBatches:
     """Runs each delivered batch as a task on the event loop."""
 
     def __init__(
-        self, native: Any, keys: VersionKeys, tickets: Tickets, handover: Callable[[float], None] | None = None
+        self,
+        native: Any,
+        keys: VersionKeys,
+        tickets: Tickets,
+        handover: Callable[[float], None] | None = None,
+        taken: Callable[[str, int], None] | None = None,
     ) -> None:
-        """`handover` observes, per batch, the seconds from C++ handing it over to its run starting here."""
+        """`handover` observes, per batch, the seconds from C++ handing it over to its run starting here; `taken`
+        counts, per batch, the model's requests the native path took (those Python queued there excluded)."""
         self._native = native
         self._keys = keys
         self._tickets = tickets
         self._handover = handover
+        self._taken = taken
         self._running: set[asyncio.Task[None]] = set()
 
     def run(self, event: tuple[Any, ...]) -> None:
@@ -146,9 +153,13 @@ class NativeBatches:
                 self._fail(whole, ModelNotReadyError("the model version was unloaded"))
                 return
             routed = loaded.recorder.routed
+            taken = 0
             for route, ticket in zip(batch.routes, batch.tickets, strict=True):
                 if not ticket:  # the Python path's router counted its own
                     routed(_ROUTES[route])
+                    taken += 1
+            if taken and self._taken is not None:
+                self._taken(loaded.model_name, taken)
             await self._run(whole)
         except Exception:  # never let a batch end without its answers (release fails the rest INTERNAL)
             log.exception("a native batch failed unexpectedly")

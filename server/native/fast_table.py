@@ -4,8 +4,12 @@ names no version. Pure: records in, plain tuples out (native/src/fast_path.h rea
 Only the plain case goes native; anything else stays on the Python path, which is the specification:
 - a version whose inputs and outputs all have fixed-size datatypes (no BYTES), and no default queue timeout
   (`default_timeout_us` needs the Python path's deadline rules);
-- for requests naming no version, a model whose routing sends everything to one ready version: one positive
-  weight, no sticky key, no shadow. Weighted splits, sticky keys and shadows stay on the Python router.
+- for requests naming no version, the model's routing table as data: its two bucket layouts
+  (server.routing.table: the configured weights, and the fallback over the ready versions) with each version's key
+  in place of its number, the sticky metadata key and the salt's crc32, so that C++ makes the same decision as
+  server.traffic.router (a random bucket, or the sticky key's bucket by server.routing.sticky). A model with a
+  shadow, or whose routed versions are not all served natively, keeps its unversioned requests on the Python
+  router.
 Requests naming their version go native for every eligible loaded version.
 """
 
@@ -19,7 +23,16 @@ from server.repository.records import ModelRecord
 from server.versions.loaded import LoadedVersion
 
 VersionRow = tuple[Any, ...]
-ModelRow = tuple[str, list[tuple[str, int]], int]
+Layout = list[tuple[int, int]]
+"""(first bucket, version key) per version with weight, ascending (server.routing.table.Layout)."""
+ModelRow = tuple[str, list[tuple[str, int]], Layout, Layout, str, int]
+"""(model, [(version text, key)] for pinned requests, primary layout, fallback layout, sticky metadata key or "",
+crc32 of the routing salt)."""
+
+NOT_READY = -2
+"""A primary-layout version that cannot take traffic now: the fallback layout decides (Route.FALLBACK)."""
+_PYTHON_ROUTES: tuple[Layout, Layout, str, int] = ([], [], "", 0)
+"""No layouts: C++ hands every request naming no version to the Python router."""
 
 
 class VersionKeys:
@@ -78,15 +91,35 @@ def version_row(loaded: LoadedVersion, key: int) -> VersionRow:
     )
 
 
-def default_version(record: ModelRecord) -> int | None:
-    """The one version every request naming no version goes to, or None when the router must decide."""
+def unversioned_routes(record: ModelRecord, keys: VersionKeys) -> tuple[Layout, Layout, str, int]:
+    """How C++ routes the model's requests that name no version: (primary layout, fallback layout, sticky metadata
+    key, salt crc32), or empty layouts when the Python router must (no table, a shadow to copy to, or a routed
+    version that is not served natively)."""
     table = record.routing
-    if table is None or table.sticky_key or table.shadow_version is not None:
-        return None
-    weighted = [version for version, weight in table.weights.items() if weight > 0]
-    if len(weighted) != 1 or weighted[0] not in table.ready or weighted[0] not in record.loaded:
-        return None
-    return weighted[0]
+    if table is None or table.shadow_version is not None:
+        return _PYTHON_ROUTES
+
+    def key_of(version: int) -> int | None:
+        loaded = record.loaded.get(version)
+        return keys.key(loaded) if loaded is not None and eligible(loaded) else None
+
+    primary: Layout = []
+    if table.primary is not None:
+        for start, version in zip(table.primary.starts, table.primary.versions, strict=True):
+            key = key_of(version) if version in table.ready else NOT_READY
+            if key is None:
+                return _PYTHON_ROUTES
+            primary.append((start, key))
+    fallback: Layout = []
+    if table.fallback is not None:
+        for start, version in zip(table.fallback.starts, table.fallback.versions, strict=True):
+            key = key_of(version)
+            if key is None:
+                return _PYTHON_ROUTES
+            fallback.append((start, key))
+    if not fallback and all(key == NOT_READY for _, key in primary):
+        return _PYTHON_ROUTES  # no version can take the request: the Python router says why
+    return primary, fallback, table.metadata_key, table.salt_crc
 
 
 def fast_table(records: Iterable[ModelRecord], keys: VersionKeys) -> tuple[list[VersionRow], list[ModelRow]]:
@@ -102,9 +135,5 @@ def fast_table(records: Iterable[ModelRecord], keys: VersionKeys) -> tuple[list[
                 pinned.append((loaded.version_text, key))
         if not pinned:
             continue
-        default = default_version(record)
-        default_key = -1
-        if default is not None and eligible(record.loaded[default]):
-            default_key = keys.key(record.loaded[default])
-        models.append((record.name, pinned, default_key))
+        models.append((record.name, pinned, *unversioned_routes(record, keys)))
     return versions, models

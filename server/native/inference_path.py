@@ -30,12 +30,15 @@ class NativeInferencePath:
         limits: CallLimits,
         enabled: bool,
         handover: Callable[[float], None] | None = None,
+        taken: Callable[[str, int], None] | None = None,
     ) -> None:
         """`limits`: the Python path's CallLimits, which count in the native server's counters once attached, so
-        that one pair of limits holds for both paths. `handover` observes each batch's wait for the event loop."""
+        that one pair of limits holds for both paths. `handover` observes each batch's wait for the event loop; `taken`
+        counts the requests the native path took, per model and batch."""
         self._repository = repository
         self._limits = limits
         self._handover = handover
+        self._taken = taken
         self._enabled = enabled
         self._keys = VersionKeys()
         self._tickets = Tickets()
@@ -47,7 +50,7 @@ class NativeInferencePath:
         """The extension's NativeServer this path serves on; publishes the table."""
         self._native = native
         self._limits.share(native)
-        self._batches = NativeBatches(native, self._keys, self._tickets, self._handover)
+        self._batches = NativeBatches(native, self._keys, self._tickets, self._handover, self._taken)
         self.publish()
 
     def on_batch(self, event: tuple[Any, ...]) -> None:

@@ -80,6 +80,13 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.native_requests = Counter(
+            "inference_native_requests",
+            "Inference requests the native frontend took in C++ (decoded, routed, batched and answered there); the "
+            "rest of the server's requests took the Python path (docs/native-data-plane.md says which do).",
+            ["model"],
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "inference_batch_size",
             "Samples per model execution.",

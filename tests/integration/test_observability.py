@@ -153,6 +153,8 @@ async def test_http_health_and_metrics(app: App, channel: grpc.aio.Channel) -> N
     handed_over = samples[("inference_native_batch_handover_seconds_count", ())]
     assert handed_over == (1 if app.frontend == "native" else 0)
     assert samples[("inference_native_batch_handover_seconds_sum", ())] < 5.0 * handed_over + 1e-9
+    taken = samples.get(("inference_native_requests_total", (("model", "simple"),)), 0.0)
+    assert taken == (1 if app.frontend == "native" else 0)
 
 
 async def test_stop_reports_not_ready_and_finishes_in_flight_requests(tmp_path: Path) -> None:

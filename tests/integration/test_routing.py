@@ -51,6 +51,9 @@ async def test_a_90_10_split_is_measured_on_the_served_versions(served: Served) 
     routed = samples(app.registry, "inference_routed_requests_total")
     assert routed[labelled(model="split", version="1", route="weighted")] == counts[1]
     assert routed[labelled(model="split", version="2", route="weighted")] == counts[2]
+    # On the native frontend C++ made these decisions (native/src/fast_path.cpp), from the table Python published.
+    native = samples(app.registry, "inference_native_requests_total").get(labelled(model="split"), 0)
+    assert native == (draws if app.frontend == "native" else 0)
     weights = samples(app.registry, "inference_routing_weight")
     assert weights[labelled(model="split", version="1")] == 90
     assert weights[labelled(model="split", version="2")] == 10
@@ -72,11 +75,19 @@ async def test_sticky_by_parameter_keeps_each_caller_on_one_version(served: Serv
 
 
 async def test_sticky_by_metadata_and_integer_parameters_agree(served: Served) -> None:
-    _, stub = served
-    for user in ("7", "1234", "alice"):
+    # On the native frontend the metadata-keyed requests are routed in C++ and the parameter-keyed ones by the
+    # Python router: the same key must find the same version either way.
+    app, stub = served
+    users = ("7", "1234", "alice", "bob", "carol", "dave", "erin", "frank")
+    for user in users:
         by_metadata = await served_versions(stub, [request("sticky")] * 5, metadata=[("user_id", user)])
         by_parameter = await served_versions(stub, [request("sticky", user_id=user)] * 5)
         assert len(set(by_metadata)) == 1 and set(by_metadata) == set(by_parameter)
+    native = samples(app.registry, "inference_native_requests_total").get(labelled(model="sticky"), 0)
+    assert native == (5 * len(users) if app.frontend == "native" else 0)
+    routed = samples(app.registry, "inference_routed_requests_total")
+    sticky = sum(v for k, v in routed.items() if ("route", "sticky") in k and ("model", "sticky") in k)
+    assert sticky == 10 * len(users)
     # an int64 parameter is the same key as its decimal text
     assert set(await served_versions(stub, [request("sticky", user_id=1234)] * 3)) == set(
         await served_versions(stub, [request("sticky", user_id="1234")] * 3)

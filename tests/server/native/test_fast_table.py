@@ -6,6 +6,7 @@ that building one needs, so no runtime and no event loop is involved.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from server.batching.batcher import BatchPolicy, DynamicBatcher
 from server.model_config import BatchingConfig, ModelConfig
-from server.native.fast_table import VersionKeys, default_version, eligible, fast_table
+from server.native.fast_table import NOT_READY, VersionKeys, eligible, fast_table, unversioned_routes
 from server.repository.records import ModelRecord
 from server.routing.config import RoutingConfig, ShadowConfig
 from server.routing.table import RoutingTable, build_table, default_table
@@ -106,38 +107,62 @@ def test_default_queue_timeout_is_not_eligible(timeout_us: int) -> None:
     assert not eligible(make_loaded(config=with_timeout(timeout_us)))
 
 
-# ------------------------------------------------------------------ default_version
+# ------------------------------------------------------------------ unversioned_routes
 
 
-def test_one_weighted_ready_version_is_the_default() -> None:
+def routes(record: Any, keys: VersionKeys | None = None) -> tuple[Any, ...]:
+    return unversioned_routes(record, keys or VersionKeys())
+
+
+def test_one_weighted_ready_version_takes_every_bucket() -> None:
     v1, v2 = make_loaded(version=1), make_loaded(version=2)
     table = build_table({1: 0, 2: 100}, {1, 2}, salt="m")
-    assert default_version(make_record("m", {1: v1, 2: v2}, table)) == 2
+    keys = VersionKeys()
+    primary, fallback, sticky, salt_crc = routes(make_record("m", {1: v1, 2: v2}, table), keys)
+    assert primary == fallback == [(0, keys.key(v2))]
+    assert (sticky, salt_crc) == ("", zlib.crc32(b"m"))
 
 
 def test_config_without_routing_sends_everything_to_the_highest_version() -> None:
     loaded = {1: make_loaded(version=1), 3: make_loaded(version=3)}
-    assert default_version(make_record("m", loaded)) == 3
+    keys = VersionKeys()
+    primary, _, _, _ = routes(make_record("m", loaded), keys)
+    assert primary == [(0, keys.key(loaded[3]))]
 
 
-def test_weighted_split_has_no_default() -> None:
-    loaded = {1: make_loaded(version=1), 2: make_loaded(version=2)}
-    table = build_table({1: 90, 2: 10}, {1, 2}, salt="m")
-    assert default_version(make_record("m", loaded, table)) is None
+def test_weighted_split_is_the_tables_layout_with_keys() -> None:
+    loaded = {1: make_loaded(version=1), 2: make_loaded(version=2), 3: make_loaded(version=3)}
+    table = build_table({1: 60, 2: 30, 3: 10}, {1, 2, 3}, salt="m")
+    keys = VersionKeys()
+    primary, fallback, _, _ = routes(make_record("m", loaded, table), keys)
+    assert table.primary is not None
+    pairs = zip(table.primary.starts, table.primary.versions, strict=True)
+    expected = [(start, keys.key(loaded[version])) for start, version in pairs]
+    k1, k2, k3 = (keys.key(loaded[version]) for version in (1, 2, 3))
+    assert primary == fallback == expected == [(0, k1), (6000, k2), (9000, k3)]
 
 
-def test_sticky_key_has_no_default() -> None:
+def test_sticky_key_comes_with_its_metadata_name_and_salt() -> None:
     loaded = {1: make_loaded(version=1)}
-    table = build_table({1: 100}, {1}, salt="m", sticky_key="user")
-    assert default_version(make_record("m", loaded, table)) is None
+    table = build_table({1: 100}, {1}, salt="pepper", sticky_key="X-User")
+    _, _, sticky, salt_crc = routes(make_record("m", loaded, table))
+    assert (sticky, salt_crc) == ("x-user", zlib.crc32(b"pepper"))
 
 
-def test_shadow_has_no_default() -> None:
+def test_sticky_key_read_from_parameters_only_has_no_metadata_name() -> None:
+    # Requests with parameters stay on Python; one without a parameter is routed by weight, in C++ too.
+    loaded = {1: make_loaded(version=1)}
+    table = build_table({1: 100}, {1}, salt="m", sticky_key="user", sticky_from="parameter")
+    primary, _, sticky, _ = routes(make_record("m", loaded, table))
+    assert primary and sticky == ""
+
+
+def test_shadow_keeps_unversioned_requests_on_python() -> None:
     loaded = {1: make_loaded(version=1), 2: make_loaded(version=2)}
     config = RoutingConfig(weights={1: 100}, shadow=ShadowConfig(version=2, fraction=0.1))
     table = default_table(config, "m", loaded.keys())
     assert table.shadow_version == 2
-    assert default_version(make_record("m", loaded, table)) is None
+    assert routes(make_record("m", loaded, table)) == ([], [], "", 0)
 
 
 def test_shadow_that_did_not_load_is_no_shadow() -> None:
@@ -145,30 +170,43 @@ def test_shadow_that_did_not_load_is_no_shadow() -> None:
     loaded = {1: make_loaded(version=1)}
     table = build_table({1: 100}, {1}, salt="m", shadow_version=2, shadow_fraction=1.0)
     assert table.shadow_version is None
-    assert default_version(make_record("m", loaded, table)) == 1
+    keys = VersionKeys()
+    assert routes(make_record("m", loaded, table), keys)[0] == [(0, keys.key(loaded[1]))]
 
 
-def test_weighted_version_not_ready_has_no_default() -> None:
+def test_weighted_version_not_ready_falls_back() -> None:
     loaded = {1: make_loaded(version=1), 2: make_loaded(version=2)}
-    table = build_table({1: 0, 2: 100}, {1}, salt="m")  # 2 is weighted but not ready: the router falls back
-    assert default_version(make_record("m", loaded, table)) is None
+    table = build_table({1: 50, 2: 50}, {1}, salt="m")  # 2 is weighted but not ready: the router falls back
+    keys = VersionKeys()
+    primary, fallback, _, _ = routes(make_record("m", loaded, table), keys)
+    assert primary == [(0, keys.key(loaded[1])), (5000, NOT_READY)]
+    assert fallback == [(0, keys.key(loaded[1]))]
 
 
-def test_weighted_version_not_loaded_has_no_default() -> None:
+def test_routed_version_not_loaded_keeps_unversioned_requests_on_python() -> None:
     loaded = {1: make_loaded(version=1)}
     table = build_table({1: 0, 2: 100}, {1, 2}, salt="m")  # ready in the table, but not in the record
-    assert default_version(make_record("m", loaded, table)) is None
+    assert routes(make_record("m", loaded, table)) == ([], [], "", 0)
 
 
-def test_no_weighted_version_has_no_default() -> None:
+def test_routed_version_not_served_natively_keeps_unversioned_requests_on_python() -> None:
+    loaded = {1: make_loaded(version=1), 2: make_loaded(version=2, signature=BYTES_OUTPUT)}
+    table = build_table({1: 50, 2: 50}, {1, 2}, salt="m")
+    assert routes(make_record("m", loaded, table)) == ([], [], "", 0)
+
+
+def test_no_weighted_version_falls_back_to_the_highest_ready_one() -> None:
     loaded = {1: make_loaded(version=1)}
     table = build_table({1: 0}, {1}, salt="m")
-    assert default_version(make_record("m", loaded, table)) is None
+    keys = VersionKeys()
+    assert routes(make_record("m", loaded, table), keys)[:2] == ([], [(0, keys.key(loaded[1]))])
 
 
-def test_no_routing_table_has_no_default() -> None:
-    assert default_version(make_record("m", {}, None)) is None
-    assert default_version(make_record("m", {1: make_loaded()}, None)) is None
+def test_no_routing_table_or_no_ready_version_is_routed_by_python() -> None:
+    assert routes(make_record("m", {}, None)) == ([], [], "", 0)
+    assert routes(make_record("m", {1: make_loaded()}, None)) == ([], [], "", 0)
+    nothing_ready = build_table({1: 100}, set(), salt="m")
+    assert routes(make_record("m", {1: make_loaded()}, nothing_ready)) == ([], [], "", 0)
 
 
 # ------------------------------------------------------------------ fast_table
@@ -211,7 +249,7 @@ def test_version_row_carries_signature_and_policy() -> None:
     assert isinstance(row[3][0][2], list)
     assert isinstance(row[4], list)
     assert isinstance(row[10], list)
-    assert models == [("clf", [("7", key)], key)]
+    assert models == [("clf", [("7", key)], [(0, key)], [(0, key)], "", zlib.crc32(b"clf"))]
     assert keys.version(key) is loaded
 
 
@@ -235,7 +273,10 @@ def test_rows_for_every_eligible_version_and_pinned_lists() -> None:
     versions, models = fast_table(records, keys)
     k_a1, k_a3, k_b1 = keys.key(a1), keys.key(a3), keys.key(b1)
     assert [(row[0], row[1], row[2]) for row in versions] == [(k_a1, "a", "1"), (k_a3, "a", "3"), (k_b1, "b", "1")]
-    assert models == [("a", [("1", k_a1), ("3", k_a3)], k_a3), ("b", [("1", k_b1)], k_b1)]
+    assert [row[:3] for row in models] == [
+        ("a", [("1", k_a1), ("3", k_a3)], [(0, k_a3)]),
+        ("b", [("1", k_b1)], [(0, k_b1)]),
+    ]
     assert len({k_a1, k_a3, k_b1}) == 3
     assert a2 not in [keys.version(key) for key in keys.known()]  # the ineligible version got no key
 
@@ -259,21 +300,23 @@ def test_unloaded_model_gets_no_rows() -> None:
     assert models == []
 
 
-def test_default_key_is_minus_one_when_the_router_decides() -> None:
+def test_model_rows_carry_the_routing_tables_layouts() -> None:
     loaded = {1: make_loaded(version=1), 2: make_loaded(version=2)}
     keys = VersionKeys()
+    k1, k2 = keys.key(loaded[1]), keys.key(loaded[2])
     split = build_table({1: 90, 2: 10}, {1, 2}, salt="m")
     sticky = build_table({2: 100}, {1, 2}, salt="m", sticky_key="user")
-    for table in (split, sticky, None):
-        _, models = fast_table([make_record("m", loaded, table)], keys)
-        assert models == [("m", [("1", keys.key(loaded[1])), ("2", keys.key(loaded[2]))], -1)]
+    _, models = fast_table([make_record("m", loaded, split)], keys)
+    assert models == [("m", [("1", k1), ("2", k2)], [(0, k1), (9000, k2)], [(0, k1), (9000, k2)], "", split.salt_crc)]
+    _, models = fast_table([make_record("m", loaded, sticky)], keys)
+    assert models == [("m", [("1", k1), ("2", k2)], [(0, k2)], [(0, k2)], "user", sticky.salt_crc)]
 
 
-def test_default_key_is_minus_one_when_the_default_version_is_not_eligible() -> None:
+def test_unversioned_requests_stay_on_python_when_the_routed_version_is_not_eligible() -> None:
     v1, v2 = make_loaded(version=1), make_loaded(version=2, signature=BYTES_INPUT)
     keys = VersionKeys()
     _, models = fast_table([make_record("m", {1: v1, 2: v2})], keys)  # version 2 takes every unversioned request
-    assert models == [("m", [("1", keys.key(v1))], -1)]
+    assert models == [("m", [("1", keys.key(v1))], [], [], "", 0)]
 
 
 def test_same_object_keeps_its_key_across_calls() -> None:
@@ -282,7 +325,8 @@ def test_same_object_keeps_its_key_across_calls() -> None:
     first, _ = fast_table([make_record("m", {1: loaded})], keys)
     second, models = fast_table([make_record("m", {1: loaded})], keys)
     assert first[0][0] == second[0][0]
-    assert models == [("m", [("1", first[0][0])], first[0][0])]
+    key = first[0][0]
+    assert [row[:3] for row in models] == [("m", [("1", key)], [(0, key)])]
     assert keys.known() == [first[0][0]]
 
 
@@ -292,7 +336,8 @@ def test_reload_gets_a_new_key() -> None:
     before, _ = fast_table([make_record("m", {1: old})], keys)
     after, models = fast_table([make_record("m", {1: new})], keys)
     assert before[0][0] != after[0][0]
-    assert models == [("m", [("1", after[0][0])], after[0][0])]
+    key = after[0][0]
+    assert [row[:3] for row in models] == [("m", [("1", key)], [(0, key)])]
     assert keys.version(before[0][0]) is old  # still known until the caller forgets it
     assert keys.version(after[0][0]) is new
 
