@@ -54,20 +54,54 @@ int random_bucket() {
   return buckets(generator);
 }
 
-// The version key for a request naming no version, and how it was chosen; -1: Python routes it.
-int route_unversioned(const ModelRoutes& routes, FastRequest& request, const MetadataLookup& metadata) {
+// The only parameter the native path takes is the model's sticky key (the rest, priority and timeout among them,
+// are Python's to interpret): true, with its key bytes as server.routing.sticky.key_bytes makes them (a string's
+// UTF-8, an integer's decimal text), when the request has no other parameter. Anything else (booleans, doubles,
+// an unset value) Python takes, and counts.
+bool sticky_parameter_only(const inference::ModelInferRequest& message, const ModelRoutes* routes, std::string& key) {
+  if (message.parameters_size() == 0) {
+    return true;
+  }
+  if (routes == nullptr || routes->sticky_parameter.empty() || message.parameters_size() != 1) {
+    return false;
+  }
+  auto found = message.parameters().find(routes->sticky_parameter);
+  if (found == message.parameters().end()) {
+    return false;
+  }
+  const auto& value = found->second;
+  switch (value.parameter_choice_case()) {
+    case inference::InferParameter::kStringParam:
+      key = value.string_param();
+      return true;
+    case inference::InferParameter::kInt64Param:
+      key = std::to_string(value.int64_param());
+      return true;
+    case inference::InferParameter::kUint64Param:
+      key = std::to_string(value.uint64_param());
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The version key for a request naming no version, and how it was chosen; -1: Python routes it. `parameter_key`:
+// the sticky key from the request's parameters, if it has one.
+int route_unversioned(const ModelRoutes& routes, FastRequest& request, const MetadataLookup& metadata,
+                      const std::optional<std::string>& parameter_key) {
   if (routes.primary.empty() && routes.fallback.empty()) {
     return -1;
   }
   int bucket = -1;
-  if (!routes.sticky_metadata.empty()) {
-    std::string value;
-    if (metadata(routes.sticky_metadata, value)) {
-      if (value.empty() || value.size() > kMaxStickyKeyBytes) {
-        return -1;  // an unusable key: the Python router routes it by weight and counts why
-      }
-      bucket = sticky_bucket(routes.salt_crc, value);
+  std::string value;
+  if (parameter_key || (!routes.sticky_metadata.empty() && metadata(routes.sticky_metadata, value))) {
+    if (parameter_key) {
+      value = *parameter_key;
     }
+    if (value.empty() || value.size() > kMaxStickyKeyBytes) {
+      return -1;  // an unusable key: the Python router routes it by weight and counts why
+    }
+    bucket = sticky_bucket(routes.salt_crc, value);
   }
   const bool sticky = bucket >= 0;
   if (!sticky) {
@@ -130,20 +164,25 @@ std::string layout_of(const VersionSpec& spec, const FastRequest& request) {
 
 bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, const MetadataLookup& metadata) {
   const auto& message = request.message;
-  if (!table || message.parameters_size() != 0) {
-    return false;  // parameters (priority, timeout, sticky keys, ...) are Python's to interpret
+  if (!table) {
+    return false;
   }
   if (message.id().size() > 1024) {
     return false;  // server/grpc/tensors.py MAX_ID_BYTES: Python refuses it, saying so
   }
   const ModelRoutes* routes = routes_of(*table, message.model_name());
-  if (routes == nullptr) {
-    return false;
+  std::string parameter_key;
+  if (routes == nullptr || !sticky_parameter_only(message, routes, parameter_key)) {
+    return false;  // other parameters (priority, timeout, ...) are Python's to interpret
   }
   int key = -1;
   if (message.model_version().empty()) {
-    key = route_unversioned(*routes, request, metadata);
-  } else {
+    std::optional<std::string> sticky;
+    if (message.parameters_size() != 0) {
+      sticky = std::move(parameter_key);
+    }
+    key = route_unversioned(*routes, request, metadata, sticky);
+  } else {  // a pinned request's sticky parameter is ignored, as by the Python router
     auto pinned = routes->pinned.find(message.model_version());
     key = pinned == routes->pinned.end() ? -1 : pinned->second;
     request.route = RouteKind::kPinned;

@@ -59,7 +59,8 @@ struct ModelRoutes {
   // For a request without version (server.traffic.router's decision, as data): both layouts empty: Python routes.
   RouteLayout primary;
   RouteLayout fallback;
-  std::string sticky_metadata;  // the gRPC metadata key whose value picks the bucket; "" none
+  std::string sticky_parameter;  // the request parameter whose value picks the bucket (looked at first); "" none
+  std::string sticky_metadata;   // the gRPC metadata key whose value picks the bucket; "" none
   std::uint32_t salt_crc = 0;   // crc32 of the routing salt
 };
 

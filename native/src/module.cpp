@@ -131,8 +131,9 @@ std::shared_ptr<const oip::FastTable> fast_table(nb::list versions, nb::list mod
         layout->keys.push_back(nb::cast<int>(pair[1]));
       }
     }
-    routes.sticky_metadata = nb::cast<std::string>(fields[4]);
-    routes.salt_crc = nb::cast<std::uint32_t>(fields[5]);
+    routes.sticky_parameter = nb::cast<std::string>(fields[4]);
+    routes.sticky_metadata = nb::cast<std::string>(fields[5]);
+    routes.salt_crc = nb::cast<std::uint32_t>(fields[6]);
     table->models.emplace(nb::cast<std::string>(fields[0]), std::move(routes));
   }
   return table;
@@ -274,7 +275,8 @@ NB_MODULE(oip_native, module) {
            "text, inputs [(name, datatype, shape)], outputs, max_batch_size, max_batch_size_configured, merge, "
            "max_queue_size, instances, preferred sizes, max_queue_delay_us, priority_levels, default_priority); "
            "models: (name, [(version text, key)], primary layout [(first bucket, key or -2 not ready)], fallback "
-           "layout, sticky metadata key or '', salt crc32); empty layouts: Python routes requests without version.")
+           "layout, sticky parameter or '', sticky metadata key or '', salt crc32); empty layouts: Python routes "
+           "requests without version.")
       .def("answer",
            [](oip::NativeServer& server, std::uint64_t batch, std::size_t first, std::size_t count, nb::list outputs) {
              std::vector<oip::NativeServer::Output> parts;

@@ -6,8 +6,9 @@ Only the plain case goes native; anything else stays on the Python path, which i
   (`default_timeout_us` needs the Python path's deadline rules);
 - for requests naming no version, the model's routing table as data: its two bucket layouts
   (server.routing.table: the configured weights, and the fallback over the ready versions) with each version's key
-  in place of its number, the sticky metadata key and the salt's crc32, so that C++ makes the same decision as
-  server.traffic.router (a random bucket, or the sticky key's bucket by server.routing.sticky). A model with a
+  in place of its number, where the sticky key is read (a request parameter, gRPC metadata) and the salt's crc32,
+  so that C++ makes the same decision as server.traffic.router (a random bucket, or the sticky key's bucket by
+  server.routing.sticky). A model with a
   shadow, or whose routed versions are not all served natively, keeps its unversioned requests on the Python
   router.
 Requests naming their version go native for every eligible loaded version.
@@ -25,13 +26,13 @@ from server.versions.loaded import LoadedVersion
 VersionRow = tuple[Any, ...]
 Layout = list[tuple[int, int]]
 """(first bucket, version key) per version with weight, ascending (server.routing.table.Layout)."""
-ModelRow = tuple[str, list[tuple[str, int]], Layout, Layout, str, int]
-"""(model, [(version text, key)] for pinned requests, primary layout, fallback layout, sticky metadata key or "",
-crc32 of the routing salt)."""
+ModelRow = tuple[str, list[tuple[str, int]], Layout, Layout, str, str, int]
+"""(model, [(version text, key)] for pinned requests, primary layout, fallback layout, sticky parameter or "",
+sticky metadata key or "", crc32 of the routing salt)."""
 
 NOT_READY = -2
 """A primary-layout version that cannot take traffic now: the fallback layout decides (Route.FALLBACK)."""
-_PYTHON_ROUTES: tuple[Layout, Layout, str, int] = ([], [], "", 0)
+_PYTHON_ROUTES: tuple[Layout, Layout, str, str, int] = ([], [], "", "", 0)
 """No layouts: C++ hands every request naming no version to the Python router."""
 
 
@@ -91,10 +92,10 @@ def version_row(loaded: LoadedVersion, key: int) -> VersionRow:
     )
 
 
-def unversioned_routes(record: ModelRecord, keys: VersionKeys) -> tuple[Layout, Layout, str, int]:
-    """How C++ routes the model's requests that name no version: (primary layout, fallback layout, sticky metadata
-    key, salt crc32), or empty layouts when the Python router must (no table, a shadow to copy to, or a routed
-    version that is not served natively)."""
+def unversioned_routes(record: ModelRecord, keys: VersionKeys) -> tuple[Layout, Layout, str, str, int]:
+    """How C++ routes the model's requests that name no version: (primary layout, fallback layout, sticky parameter,
+    sticky metadata key, salt crc32), or empty layouts when the Python router must (no table, a shadow to copy to,
+    or a routed version that is not served natively)."""
     table = record.routing
     if table is None or table.shadow_version is not None:
         return _PYTHON_ROUTES
@@ -119,7 +120,7 @@ def unversioned_routes(record: ModelRecord, keys: VersionKeys) -> tuple[Layout, 
             fallback.append((start, key))
     if not fallback and all(key == NOT_READY for _, key in primary):
         return _PYTHON_ROUTES  # no version can take the request: the Python router says why
-    return primary, fallback, table.metadata_key, table.salt_crc
+    return primary, fallback, table.parameter_key, table.metadata_key, table.salt_crc
 
 
 def fast_table(records: Iterable[ModelRecord], keys: VersionKeys) -> tuple[list[VersionRow], list[ModelRow]]:

@@ -118,15 +118,15 @@ def test_one_weighted_ready_version_takes_every_bucket() -> None:
     v1, v2 = make_loaded(version=1), make_loaded(version=2)
     table = build_table({1: 0, 2: 100}, {1, 2}, salt="m")
     keys = VersionKeys()
-    primary, fallback, sticky, salt_crc = routes(make_record("m", {1: v1, 2: v2}, table), keys)
+    primary, fallback, parameter, metadata, salt_crc = routes(make_record("m", {1: v1, 2: v2}, table), keys)
     assert primary == fallback == [(0, keys.key(v2))]
-    assert (sticky, salt_crc) == ("", zlib.crc32(b"m"))
+    assert (parameter, metadata, salt_crc) == ("", "", zlib.crc32(b"m"))
 
 
 def test_config_without_routing_sends_everything_to_the_highest_version() -> None:
     loaded = {1: make_loaded(version=1), 3: make_loaded(version=3)}
     keys = VersionKeys()
-    primary, _, _, _ = routes(make_record("m", loaded), keys)
+    primary, *_ = routes(make_record("m", loaded), keys)
     assert primary == [(0, keys.key(loaded[3]))]
 
 
@@ -134,7 +134,7 @@ def test_weighted_split_is_the_tables_layout_with_keys() -> None:
     loaded = {1: make_loaded(version=1), 2: make_loaded(version=2), 3: make_loaded(version=3)}
     table = build_table({1: 60, 2: 30, 3: 10}, {1, 2, 3}, salt="m")
     keys = VersionKeys()
-    primary, fallback, _, _ = routes(make_record("m", loaded, table), keys)
+    primary, fallback, *_ = routes(make_record("m", loaded, table), keys)
     assert table.primary is not None
     pairs = zip(table.primary.starts, table.primary.versions, strict=True)
     expected = [(start, keys.key(loaded[version])) for start, version in pairs]
@@ -142,19 +142,21 @@ def test_weighted_split_is_the_tables_layout_with_keys() -> None:
     assert primary == fallback == expected == [(0, k1), (6000, k2), (9000, k3)]
 
 
-def test_sticky_key_comes_with_its_metadata_name_and_salt() -> None:
+def test_sticky_key_comes_with_its_parameter_and_metadata_names_and_salt() -> None:
     loaded = {1: make_loaded(version=1)}
     table = build_table({1: 100}, {1}, salt="pepper", sticky_key="X-User")
-    _, _, sticky, salt_crc = routes(make_record("m", loaded, table))
-    assert (sticky, salt_crc) == ("x-user", zlib.crc32(b"pepper"))
+    _, _, parameter, metadata, salt_crc = routes(make_record("m", loaded, table))
+    assert (parameter, metadata, salt_crc) == ("X-User", "x-user", zlib.crc32(b"pepper"))
 
 
-def test_sticky_key_read_from_parameters_only_has_no_metadata_name() -> None:
-    # Requests with parameters stay on Python; one without a parameter is routed by weight, in C++ too.
+@pytest.mark.parametrize(
+    ("sticky_from", "parameter", "metadata"), [("parameter", "user", ""), ("metadata", "", "user")]
+)
+def test_sticky_from_limits_where_c_plus_plus_reads_the_key(sticky_from: str, parameter: str, metadata: str) -> None:
     loaded = {1: make_loaded(version=1)}
-    table = build_table({1: 100}, {1}, salt="m", sticky_key="user", sticky_from="parameter")
-    primary, _, sticky, _ = routes(make_record("m", loaded, table))
-    assert primary and sticky == ""
+    table = build_table({1: 100}, {1}, salt="m", sticky_key="user", sticky_from=sticky_from)
+    primary, _, read_parameter, read_metadata, _ = routes(make_record("m", loaded, table))
+    assert primary and (read_parameter, read_metadata) == (parameter, metadata)
 
 
 def test_shadow_keeps_unversioned_requests_on_python() -> None:
@@ -162,7 +164,7 @@ def test_shadow_keeps_unversioned_requests_on_python() -> None:
     config = RoutingConfig(weights={1: 100}, shadow=ShadowConfig(version=2, fraction=0.1))
     table = default_table(config, "m", loaded.keys())
     assert table.shadow_version == 2
-    assert routes(make_record("m", loaded, table)) == ([], [], "", 0)
+    assert routes(make_record("m", loaded, table)) == ([], [], "", "", 0)
 
 
 def test_shadow_that_did_not_load_is_no_shadow() -> None:
@@ -178,7 +180,7 @@ def test_weighted_version_not_ready_falls_back() -> None:
     loaded = {1: make_loaded(version=1), 2: make_loaded(version=2)}
     table = build_table({1: 50, 2: 50}, {1}, salt="m")  # 2 is weighted but not ready: the router falls back
     keys = VersionKeys()
-    primary, fallback, _, _ = routes(make_record("m", loaded, table), keys)
+    primary, fallback, *_ = routes(make_record("m", loaded, table), keys)
     assert primary == [(0, keys.key(loaded[1])), (5000, NOT_READY)]
     assert fallback == [(0, keys.key(loaded[1]))]
 
@@ -186,13 +188,13 @@ def test_weighted_version_not_ready_falls_back() -> None:
 def test_routed_version_not_loaded_keeps_unversioned_requests_on_python() -> None:
     loaded = {1: make_loaded(version=1)}
     table = build_table({1: 0, 2: 100}, {1, 2}, salt="m")  # ready in the table, but not in the record
-    assert routes(make_record("m", loaded, table)) == ([], [], "", 0)
+    assert routes(make_record("m", loaded, table)) == ([], [], "", "", 0)
 
 
 def test_routed_version_not_served_natively_keeps_unversioned_requests_on_python() -> None:
     loaded = {1: make_loaded(version=1), 2: make_loaded(version=2, signature=BYTES_OUTPUT)}
     table = build_table({1: 50, 2: 50}, {1, 2}, salt="m")
-    assert routes(make_record("m", loaded, table)) == ([], [], "", 0)
+    assert routes(make_record("m", loaded, table)) == ([], [], "", "", 0)
 
 
 def test_no_weighted_version_falls_back_to_the_highest_ready_one() -> None:
@@ -203,10 +205,10 @@ def test_no_weighted_version_falls_back_to_the_highest_ready_one() -> None:
 
 
 def test_no_routing_table_or_no_ready_version_is_routed_by_python() -> None:
-    assert routes(make_record("m", {}, None)) == ([], [], "", 0)
-    assert routes(make_record("m", {1: make_loaded()}, None)) == ([], [], "", 0)
+    assert routes(make_record("m", {}, None)) == ([], [], "", "", 0)
+    assert routes(make_record("m", {1: make_loaded()}, None)) == ([], [], "", "", 0)
     nothing_ready = build_table({1: 100}, set(), salt="m")
-    assert routes(make_record("m", {1: make_loaded()}, nothing_ready)) == ([], [], "", 0)
+    assert routes(make_record("m", {1: make_loaded()}, nothing_ready)) == ([], [], "", "", 0)
 
 
 # ------------------------------------------------------------------ fast_table
@@ -249,7 +251,7 @@ def test_version_row_carries_signature_and_policy() -> None:
     assert isinstance(row[3][0][2], list)
     assert isinstance(row[4], list)
     assert isinstance(row[10], list)
-    assert models == [("clf", [("7", key)], [(0, key)], [(0, key)], "", zlib.crc32(b"clf"))]
+    assert models == [("clf", [("7", key)], [(0, key)], [(0, key)], "", "", zlib.crc32(b"clf"))]
     assert keys.version(key) is loaded
 
 
@@ -307,16 +309,18 @@ def test_model_rows_carry_the_routing_tables_layouts() -> None:
     split = build_table({1: 90, 2: 10}, {1, 2}, salt="m")
     sticky = build_table({2: 100}, {1, 2}, salt="m", sticky_key="user")
     _, models = fast_table([make_record("m", loaded, split)], keys)
-    assert models == [("m", [("1", k1), ("2", k2)], [(0, k1), (9000, k2)], [(0, k1), (9000, k2)], "", split.salt_crc)]
+    assert models == [
+        ("m", [("1", k1), ("2", k2)], [(0, k1), (9000, k2)], [(0, k1), (9000, k2)], "", "", split.salt_crc)
+    ]
     _, models = fast_table([make_record("m", loaded, sticky)], keys)
-    assert models == [("m", [("1", k1), ("2", k2)], [(0, k2)], [(0, k2)], "user", sticky.salt_crc)]
+    assert models == [("m", [("1", k1), ("2", k2)], [(0, k2)], [(0, k2)], "user", "user", sticky.salt_crc)]
 
 
 def test_unversioned_requests_stay_on_python_when_the_routed_version_is_not_eligible() -> None:
     v1, v2 = make_loaded(version=1), make_loaded(version=2, signature=BYTES_INPUT)
     keys = VersionKeys()
     _, models = fast_table([make_record("m", {1: v1, 2: v2})], keys)  # version 2 takes every unversioned request
-    assert models == [("m", [("1", keys.key(v1))], [], [], "", 0)]
+    assert models == [("m", [("1", keys.key(v1))], [], [], "", "", 0)]
 
 
 def test_same_object_keeps_its_key_across_calls() -> None:
