@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <random>
 
 
@@ -54,35 +55,53 @@ int random_bucket() {
   return buckets(generator);
 }
 
-// The only parameter the native path takes is the model's sticky key (the rest, priority and timeout among them,
-// are Python's to interpret): true, with its key bytes as server.routing.sticky.key_bytes makes them (a string's
-// UTF-8, an integer's decimal text), when the request has no other parameter. Anything else (booleans, doubles,
-// an unset value) Python takes, and counts.
-bool sticky_parameter_only(const inference::ModelInferRequest& message, const ModelRoutes* routes, std::string& key) {
-  if (message.parameters_size() == 0) {
-    return true;
-  }
-  if (routes == nullptr || routes->sticky_parameter.empty() || message.parameters_size() != 1) {
-    return false;
-  }
-  auto found = message.parameters().find(routes->sticky_parameter);
-  if (found == message.parameters().end()) {
-    return false;
-  }
-  const auto& value = found->second;
+// An integer parameter as server.scheduling reads one (int64_param or uint64_param); false for anything else.
+bool integer_parameter(const inference::InferParameter& value, std::int64_t& integer) {
   switch (value.parameter_choice_case()) {
-    case inference::InferParameter::kStringParam:
-      key = value.string_param();
-      return true;
     case inference::InferParameter::kInt64Param:
-      key = std::to_string(value.int64_param());
+      integer = value.int64_param();
       return true;
     case inference::InferParameter::kUint64Param:
-      key = std::to_string(value.uint64_param());
+      if (value.uint64_param() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        return false;
+      }
+      integer = static_cast<std::int64_t>(value.uint64_param());
       return true;
     default:
       return false;
   }
+}
+
+// The parameters the native path interprets itself: the model's sticky key (its bytes as
+// server.routing.sticky.key_bytes makes them: a string's UTF-8, an integer's decimal text) and `priority` (an
+// integer, checked against the version's levels once it is known). False for any other parameter, or a value of
+// another type: Python interprets those (timeout among them), and says what is wrong with a bad one.
+bool native_parameters(const inference::ModelInferRequest& message, const ModelRoutes& routes,
+                       std::optional<std::string>& sticky, std::int64_t& priority) {
+  for (const auto& [name, value] : message.parameters()) {
+    bool known = false;
+    if (!routes.sticky_parameter.empty() && name == routes.sticky_parameter) {
+      std::int64_t integer = 0;
+      if (value.parameter_choice_case() == inference::InferParameter::kStringParam) {
+        sticky = value.string_param();
+      } else if (integer_parameter(value, integer)) {
+        sticky = std::to_string(integer);
+      } else {
+        return false;
+      }
+      known = true;
+    }
+    if (name == "priority") {
+      if (!integer_parameter(value, priority) || priority < 0) {
+        return false;
+      }
+      known = true;
+    }
+    if (!known) {
+      return false;
+    }
+  }
+  return true;
 }
 
 // The version key for a request naming no version, and how it was chosen; -1: Python routes it. `parameter_key`:
@@ -171,16 +190,13 @@ bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, 
     return false;  // server/grpc/tensors.py MAX_ID_BYTES: Python refuses it, saying so
   }
   const ModelRoutes* routes = routes_of(*table, message.model_name());
-  std::string parameter_key;
-  if (routes == nullptr || !sticky_parameter_only(message, routes, parameter_key)) {
-    return false;  // other parameters (priority, timeout, ...) are Python's to interpret
+  std::optional<std::string> sticky;
+  std::int64_t priority = 0;
+  if (routes == nullptr || !native_parameters(message, *routes, sticky, priority)) {
+    return false;
   }
   int key = -1;
   if (message.model_version().empty()) {
-    std::optional<std::string> sticky;
-    if (message.parameters_size() != 0) {
-      sticky = std::move(parameter_key);
-    }
     key = route_unversioned(*routes, request, metadata, sticky);
   } else {  // a pinned request's sticky parameter is ignored, as by the Python router
     auto pinned = routes->pinned.find(message.model_version());
@@ -192,6 +208,10 @@ bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, 
     return false;
   }
   const VersionSpec& spec = version->second;
+  if (priority > std::max(1, spec.priority_levels)) {
+    return false;  // out of range: server.scheduling.priority_of says so
+  }
+  request.priority = static_cast<int>(priority);  // 0: the version's default level
   const auto count = spec.inputs.size();
   if (static_cast<std::size_t>(message.inputs_size()) != count ||
       static_cast<std::size_t>(message.raw_input_contents_size()) != count) {

@@ -17,7 +17,9 @@ from oip.codec import raw_to_array
 from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 from tests.integration.helpers import infer_request, stub_for
+from tests.integration.routing_support import labelled, samples
 from tests.support import onnx_models
+from tests.support.servers import running_app
 
 BUSY = np.random.default_rng(0).random((1, 2600), dtype=np.float32)  # a few hundred ms on one thread
 
@@ -136,7 +138,9 @@ async def test_cancelled_request_leaves_the_queue(tmp_path: Path) -> None:
 
 async def test_priority_order_and_invalid_priority(tmp_path: Path) -> None:
     config = "[batching]\nenabled = false\npriority_levels = 2\ndefault_priority_level = 2\n"
-    async with stub_for(model(tmp_path, config)) as stub:
+    root = model(tmp_path, config)
+    async with running_app(root) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
         busy = await start_busy(stub)
         finished: list[str] = []
 
@@ -159,6 +163,10 @@ async def test_priority_order_and_invalid_priority(tmp_path: Path) -> None:
             await stub.ModelInfer(request)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "1..2" in (caught.value.details() or "")
+        # The native frontend read the valid priorities in C++ (the busy, low and high requests never left it); the
+        # out-of-range one went to the Python path, which refused it.
+        taken = samples(app.registry, "inference_native_requests_total").get(labelled(model="rows"), 0)
+        assert taken == (5 if app.frontend == "native" else 0)
 
 
 async def test_model_config_reports_the_batching_policy(tmp_path: Path) -> None:
