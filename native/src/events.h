@@ -15,7 +15,7 @@ namespace oip {
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
 struct CallEvent {
-  enum class Kind { kStarted, kMessage, kHalfClosed, kDone, kWritten, kBatch, kTicket };
+  enum class Kind { kStarted, kMessage, kHalfClosed, kDone, kWritten, kBatch, kTicket, kDropped };
   Kind kind;
   std::uint64_t call;
   // kStarted: the method path; kMessage: the serialized message. kWritten: one write() has gone out (or failed).
@@ -28,6 +28,8 @@ struct CallEvent {
   // kDone only: the call ended without an OK status reaching the client (cancelled, deadline, broken).
   bool cancelled = false;
   // kBatch: `call` is the batch's id (NativeServer::batch).
+  // kDropped: a native-path request that never reached an execution: `call` is its version's key, `outcome` and
+  // `waited_ns` as for kTicket, `payload` its request id (Python records the failure as for its own requests).
   // kTicket: `call` is a Python-path request's ticket that never reached an execution; `outcome` says why
   // (VersionBatcher::Outcome), `waited_ns` how long it was queued.
   int outcome = 0;

@@ -73,11 +73,12 @@ bool integer_parameter(const inference::InferParameter& value, std::int64_t& int
 }
 
 // The parameters the native path interprets itself: the model's sticky key (its bytes as
-// server.routing.sticky.key_bytes makes them: a string's UTF-8, an integer's decimal text) and `priority` (an
-// integer, checked against the version's levels once it is known). False for any other parameter, or a value of
-// another type: Python interprets those (timeout among them), and says what is wrong with a bad one.
+// server.routing.sticky.key_bytes makes them: a string's UTF-8, an integer's decimal text), `priority` (an
+// integer, checked against the version's levels once it is known) and `timeout` (microseconds, >= 0). False for
+// any other parameter, or a value Python would refuse: Python interprets those, and says what is wrong.
 bool native_parameters(const inference::ModelInferRequest& message, const ModelRoutes& routes,
-                       std::optional<std::string>& sticky, std::int64_t& priority) {
+                       std::optional<std::string>& sticky, std::int64_t& priority,
+                       std::optional<std::int64_t>& timeout_us) {
   for (const auto& [name, value] : message.parameters()) {
     bool known = false;
     if (!routes.sticky_parameter.empty() && name == routes.sticky_parameter) {
@@ -95,6 +96,14 @@ bool native_parameters(const inference::ModelInferRequest& message, const ModelR
       if (!integer_parameter(value, priority) || priority < 0) {
         return false;
       }
+      known = true;
+    }
+    if (name == "timeout") {
+      std::int64_t microseconds = 0;
+      if (!integer_parameter(value, microseconds) || microseconds < 0) {
+        return false;
+      }
+      timeout_us = microseconds;
       known = true;
     }
     if (!known) {
@@ -181,7 +190,8 @@ std::string layout_of(const VersionSpec& spec, const FastRequest& request) {
   return layout;
 }
 
-bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, const MetadataLookup& metadata) {
+bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, const MetadataLookup& metadata,
+           std::int64_t transport_deadline_ns) {
   const auto& message = request.message;
   if (!table) {
     return false;
@@ -192,7 +202,8 @@ bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, 
   const ModelRoutes* routes = routes_of(*table, message.model_name());
   std::optional<std::string> sticky;
   std::int64_t priority = 0;
-  if (routes == nullptr || !native_parameters(message, *routes, sticky, priority)) {
+  std::optional<std::int64_t> timeout_us;
+  if (routes == nullptr || !native_parameters(message, *routes, sticky, priority, timeout_us)) {
     return false;
   }
   int key = -1;
@@ -212,6 +223,16 @@ bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, 
     return false;  // out of range: server.scheduling.priority_of says so
   }
   request.priority = static_cast<int>(priority);  // 0: the version's default level
+  // server.scheduling.deadline_of: `timeout` (0: none), else the version's default; enforced by the batcher only
+  // when earlier than the transport's deadline, which gRPC enforces itself (the batcher then sees the call gone).
+  const std::int64_t own_us = timeout_us ? *timeout_us : spec.default_timeout_us;
+  if (own_us > 0) {
+    const std::int64_t own_ns = monotonic_ns() + own_us * 1000;
+    if (transport_deadline_ns < 0 || own_ns < transport_deadline_ns) {
+      request.deadline_ns = own_ns;
+      request.enforce_deadline = true;
+    }
+  }
   const auto count = spec.inputs.size();
   if (static_cast<std::size_t>(message.inputs_size()) != count ||
       static_cast<std::size_t>(message.raw_input_contents_size()) != count) {

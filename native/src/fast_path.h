@@ -40,6 +40,7 @@ struct VersionSpec {
   std::int64_t max_queue_delay_us = 0;
   int priority_levels = 1;
   int default_priority = 1;
+  std::int64_t default_timeout_us = 0;  // a request without `timeout` is not executed after this long; 0: none
 };
 
 // server.routing.table's Layout with version keys: version i owns buckets [starts[i], starts[i+1]).
@@ -109,8 +110,11 @@ struct FastRequest {
 
 // Fills `request` (already parsed into request.message) when it is the plain case for a version in `table`; false
 // when Python must take it.
-// `metadata` is consulted for the model's sticky key.
-bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, const MetadataLookup& metadata);
+// `metadata` is consulted for the model's sticky key; `transport_deadline_ns` (monotonic, -1: none) is the call's
+// own deadline, which gRPC enforces: the request's deadline is set only when the `timeout` parameter or the
+// version's default timeout comes earlier (server.scheduling.deadline_of).
+bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, const MetadataLookup& metadata,
+           std::int64_t transport_deadline_ns);
 // The merge layout of a request whose shapes (per spec input) and output names are set.
 std::string layout_of(const VersionSpec& spec, const FastRequest& request);
 

@@ -115,6 +115,7 @@ std::shared_ptr<const oip::FastTable> fast_table(nb::list versions, nb::list mod
     spec.max_queue_delay_us = nb::cast<std::int64_t>(fields[11]);
     spec.priority_levels = nb::cast<int>(fields[12]);
     spec.default_priority = nb::cast<int>(fields[13]);
+    spec.default_timeout_us = nb::cast<std::int64_t>(fields[14]);
     table->versions.emplace(spec.key, std::move(spec));
   }
   for (nb::handle entry : models) {
@@ -142,7 +143,8 @@ std::shared_ptr<const oip::FastTable> fast_table(nb::list versions, nb::list mod
 // The waiting events as tuples (docs/native-data-plane.md): (0, call, method, metadata, deadline_remaining or None,
 // peer, auth_properties), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
 // (4, call) a write has gone out, (5, ...) a batch (batch_event), (6, ticket, outcome, waited_ns) a Python-path
-// request that never ran (0 cancelled, 1 expired, 2 stopping).
+// request that never ran (0 cancelled, 1 expired, 2 stopping), (7, version key, outcome, waited_ns, request id) a
+// native-path request that never ran.
 nb::list take_events(oip::NativeServer& server) {
   std::deque<oip::CallEvent> events;
   {
@@ -171,6 +173,10 @@ nb::list take_events(oip::NativeServer& server) {
         break;
       case oip::CallEvent::Kind::kTicket:
         taken.append(nb::make_tuple(kind, event.call, event.outcome, event.waited_ns));
+        break;
+      case oip::CallEvent::Kind::kDropped:
+        taken.append(nb::make_tuple(kind, event.call, event.outcome, event.waited_ns,
+                                    nb::str(event.payload.data(), event.payload.size())));
         break;
       case oip::CallEvent::Kind::kBatch:
         if (auto batch = server.batch(event.call); batch != nullptr) {
@@ -273,7 +279,8 @@ NB_MODULE(oip_native, module) {
            nb::arg("versions").none(), nb::arg("models").none(),
            "The native ModelInfer path's table, or None (every call to Python). versions: (key, model, version "
            "text, inputs [(name, datatype, shape)], outputs, max_batch_size, max_batch_size_configured, merge, "
-           "max_queue_size, instances, preferred sizes, max_queue_delay_us, priority_levels, default_priority); "
+           "max_queue_size, instances, preferred sizes, max_queue_delay_us, priority_levels, default_priority, "
+           "default_timeout_us); "
            "models: (name, [(version text, key)], primary layout [(first bucket, key or -2 not ready)], fallback "
            "layout, sticky parameter or '', sticky metadata key or '', salt crc32); empty layouts: Python routes "
            "requests without version.")

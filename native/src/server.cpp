@@ -8,6 +8,7 @@
 #include <grpcpp/support/proto_buffer_reader.h>
 
 #include <chrono>
+#include <cstdio>
 #include <csignal>
 #include <algorithm>
 #include <deque>
@@ -448,11 +449,24 @@ void NativeServer::dropped(const FastRequest& request, VersionBatcher::Outcome o
     events_.post(std::move(event));
     return;
   }
-  finish_native(request,
-                outcome == VersionBatcher::Outcome::kStopping
-                    ? grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown)
-                    : grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued"),
-                std::nullopt);
+  // Python records the failure (statistics, the failure log) as it does for its own requests.
+  CallEvent event{CallEvent::Kind::kDropped, static_cast<std::uint64_t>(request.spec->key)};
+  event.outcome = static_cast<int>(outcome);
+  event.waited_ns = waited_ns;
+  event.payload = request.message.id();
+  events_.post(std::move(event));
+  grpc::Status status(grpc::StatusCode::CANCELLED, "cancelled while queued");
+  if (outcome == VersionBatcher::Outcome::kStopping) {
+    status = grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown);
+  } else if (outcome == VersionBatcher::Outcome::kExpired) {
+    // server/native/shared_queue.py's words for the Python path's requests.
+    char waited[32];
+    std::snprintf(waited, sizeof(waited), "%.1f", static_cast<double>(waited_ns) / 1e6);
+    status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "request to model " + request.spec->model_name + ":" + request.spec->version_text +
+                              " timed out after waiting " + waited + " ms in the queue; it was not executed");
+  }
+  finish_native(request, status, std::nullopt);
 }
 
 int NativeServer::submit(int key, std::unique_ptr<FastRequest> request, std::string& refusal) {
@@ -520,7 +534,14 @@ bool NativeServer::serve_natively(Call* call) {
     value.assign(first->second.data(), first->second.size());
     return true;
   };
-  if (!request->message.ParseFromZeroCopyStream(&reader) || !admit(table, *request, metadata)) {
+  std::int64_t transport_deadline_ns = -1;  // gRPC's deadline on the monotonic clock
+  const auto deadline = call->context.deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) {
+    transport_deadline_ns = monotonic_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 deadline - std::chrono::system_clock::now()).count();
+  }
+  if (!request->message.ParseFromZeroCopyStream(&reader) ||
+      !admit(table, *request, metadata, transport_deadline_ns)) {
     return false;  // Python decodes it again and says what is wrong, or serves what the native path does not
   }
   const std::size_t size = call->read_buffer.Length();

@@ -2,8 +2,8 @@
 names no version. Pure: records in, plain tuples out (native/src/fast_path.h reads them).
 
 Only the plain case goes native; anything else stays on the Python path, which is the specification:
-- a version whose inputs and outputs all have fixed-size datatypes (no BYTES), and no default queue timeout
-  (`default_timeout_us` needs the Python path's deadline rules);
+- a version whose inputs and outputs all have fixed-size datatypes (no BYTES) (its `default_timeout_us` goes in
+  the row: C++ applies server.scheduling.deadline_of's rule);
 - for requests naming no version, the model's routing table as data: its two bucket layouts
   (server.routing.table: the configured weights, and the fallback over the ready versions) with each version's key
   in place of its number, where the sticky key is read (a request parameter, gRPC metadata) and the salt's crc32,
@@ -68,7 +68,7 @@ def eligible(loaded: LoadedVersion) -> bool:
     """Whether requests to this version may take the native path."""
     signature = loaded.signature
     tensors = (*signature.inputs, *signature.outputs)
-    return all(spec.datatype != "BYTES" for spec in tensors) and loaded.config.batching.default_timeout_us == 0
+    return all(spec.datatype != "BYTES" for spec in tensors)
 
 
 def version_row(loaded: LoadedVersion, key: int) -> VersionRow:
@@ -89,6 +89,7 @@ def version_row(loaded: LoadedVersion, key: int) -> VersionRow:
         policy.max_queue_delay_us,
         policy.priority_levels,
         loaded.config.batching.default_priority_level,
+        loaded.config.batching.default_timeout_us,
     )
 
 

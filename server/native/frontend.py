@@ -25,7 +25,7 @@ from server.native.inference_path import NativeInferencePath
 
 log = logging.getLogger(__name__)
 
-_STARTED, _MESSAGE, _HALF_CLOSED, _DONE, _WRITTEN, _BATCH, _TICKET = 0, 1, 2, 3, 4, 5, 6
+_STARTED, _MESSAGE, _HALF_CLOSED, _DONE, _WRITTEN, _BATCH, _TICKET, _DROPPED = 0, 1, 2, 3, 4, 5, 6, 7
 #: Messages a handler may have going out on one call before its next write waits: grpc.aio waits for each write,
 #: so that a client that does not read holds the handler back; two keep the pipe full without unbounded memory.
 WRITE_WINDOW = 2
@@ -133,6 +133,10 @@ class NativeGrpcServer:
             if kind == _TICKET:
                 if self._inference_path is not None:
                     self._inference_path.on_ticket(event)
+                continue
+            if kind == _DROPPED:
+                if self._inference_path is not None:
+                    self._inference_path.on_dropped(event)
                 continue
             call = self._calls.get(call_id)
             if call is None:  # answered and forgotten: a late read or done event

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from server.batching.batcher import DynamicBatcher
+from server.errors import status_name
 from server.grpc.overload import CallLimits
 from server.native.batches import NativeBatches
 from server.native.fast_table import VersionKeys, fast_table
-from server.native.shared_queue import SharedQueueBatcher, Tickets
+from server.native.shared_queue import SharedQueueBatcher, Tickets, dropped_error
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
+from server.telemetry.failures import log_failed_request
 from server.versions.loaded import LoadedVersion
 
 
@@ -60,6 +62,21 @@ class NativeInferencePath:
     def on_ticket(self, event: tuple[Any, ...]) -> None:
         """A Python-path request C++ dropped unrun: (6, ticket, outcome, waited_ns)."""
         self._tickets.dropped(event[1], event[2], event[3])
+
+    def on_dropped(self, event: tuple[Any, ...]) -> None:
+        """A native-path request C++ answered without running it: (7, version key, outcome, waited_ns, request id).
+        Recorded as the Python path records its own: the failure in the statistics, and in the failure log."""
+        _, key, outcome, waited_ns, request_id = event
+        loaded = self._keys.version(key)
+        if loaded is None:
+            return
+        error = dropped_error(outcome, loaded.label, waited_ns)
+        code = "CANCELLED" if error is None else status_name(error)
+        loaded.recorder.failed(code, waited_ns)
+        if self._taken is not None:
+            self._taken(loaded.model_name, 1)
+        if error is not None:
+            log_failed_request(loaded.model_name, loaded.version_text, code, request_id, None, error)
 
     def on_model_change(self, record: ModelRecord) -> None:
         self.publish()

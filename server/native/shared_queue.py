@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from oip.codec import has_wire_byte_order
 from server.batching.batcher import BatchPolicy, DynamicBatcher
-from server.errors import DeadlineExceededError, ResourceExhaustedError, ShuttingDownError
+from server.errors import DeadlineExceededError, ResourceExhaustedError, ServerError, ShuttingDownError
 from server.grpc.draining import SHUTTING_DOWN
 from server.runtime.runner import RunResult
 
@@ -50,17 +50,24 @@ class Tickets:
         if entry is None or entry[0].done():
             return
         future, label = entry
-        if outcome == EXPIRED:
-            future.set_exception(
-                DeadlineExceededError(
-                    f"request to model {label} timed out after waiting {waited_ns / 1e6:.1f} ms in the queue; "
-                    "it was not executed"
-                )
-            )
-        elif outcome == STOPPING:
-            future.set_exception(ShuttingDownError(SHUTTING_DOWN))
-        else:
+        error = dropped_error(outcome, label, waited_ns)
+        if error is None:
             future.cancel()
+        else:
+            future.set_exception(error)
+
+
+def dropped_error(outcome: int, label: str, waited_ns: int) -> ServerError | None:
+    """Why C++ answered a queued request without running it (VersionBatcher::Outcome), or None when its caller
+    went away; native/src/server.cpp words its own native calls' answers the same."""
+    if outcome == EXPIRED:
+        return DeadlineExceededError(
+            f"request to model {label} timed out after waiting {waited_ns / 1e6:.1f} ms in the queue; "
+            "it was not executed"
+        )
+    if outcome == STOPPING:
+        return ShuttingDownError(SHUTTING_DOWN)
+    return None
 
 
 def raw_view(array: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:

@@ -16,6 +16,7 @@ import pytest
 from oip.codec import raw_to_array
 from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
+from server.app import App
 from tests.integration.helpers import infer_request, stub_for
 from tests.integration.routing_support import labelled, samples
 from tests.support import onnx_models
@@ -105,7 +106,8 @@ async def test_full_queue_rejects_at_once(tmp_path: Path) -> None:
 
 
 async def test_deadline_expiring_in_the_queue_is_never_executed(tmp_path: Path) -> None:
-    async with stub_for(model(tmp_path)) as stub:
+    async with running_app(model(tmp_path)) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
         busy = await start_busy(stub)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.ModelInfer(infer_request("rows", {"x": small(0)}), timeout=0.05)
@@ -116,10 +118,53 @@ async def test_deadline_expiring_in_the_queue_is_never_executed(tmp_path: Path) 
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.ModelInfer(request)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert "not executed" in (caught.value.details() or "")
+        assert "request to model rows:1 timed out after waiting" in (caught.value.details() or "")
+        assert "in the queue; it was not executed" in (caught.value.details() or "")
         await busy
         stats = await statistics(stub)
         assert stats.execution_count == 1 and stats.inference_count == 1
+        # Both frontends count the two failures alike: the caller's own deadline as CANCELLED (the caller gave up),
+        # the server's as DEADLINE_EXCEEDED; on the native frontend all three requests stayed in C++.
+        await until_counted(app, "rows", 3)
+        codes = samples(app.registry, "inference_requests_total")
+        assert codes[labelled(code="CANCELLED", model="rows", version="1")] == 1
+        assert codes[labelled(code="DEADLINE_EXCEEDED", model="rows", version="1")] == 1
+        taken = samples(app.registry, "inference_native_requests_total").get(labelled(model="rows"), 0)
+        assert taken == (3 if app.frontend == "native" else 0)
+        assert (await statistics(stub)).inference_stats.fail.count == 2
+
+
+async def test_a_default_timeout_expires_queued_requests_on_either_frontend(tmp_path: Path) -> None:
+    root = model(tmp_path, "[batching]\ndefault_timeout_us = 20000\n")
+    async with running_app(root) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        busy = await start_busy(stub)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ModelInfer(infer_request("rows", {"x": small(0)}))
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "not executed" in (caught.value.details() or "")
+        unlimited = infer_request("rows", {"x": small(1)})
+        unlimited.parameters["timeout"].int64_param = 0  # 0: no server timeout, not even the default
+        answered = asyncio.ensure_future(stub.ModelInfer(unlimited))
+        await busy
+        np.testing.assert_allclose(output(await answered), expected(small(1)), rtol=1e-5)
+        await until_counted(app, "rows", 3)
+        codes = samples(app.registry, "inference_requests_total")
+        assert codes[labelled(code="DEADLINE_EXCEEDED", model="rows", version="1")] == 1
+        assert codes[labelled(code="OK", model="rows", version="1")] == 2
+        taken = samples(app.registry, "inference_native_requests_total").get(labelled(model="rows"), 0)
+        assert taken == (3 if app.frontend == "native" else 0)
+
+
+async def until_counted(app: App, model_name: str, requests: int) -> None:
+    """Until the model's request counter holds `requests` (a failure C++ answered is recorded by the event loop
+    right after)."""
+    for _ in range(200):
+        counted = samples(app.registry, "inference_requests_total")
+        if sum(v for k, v in counted.items() if ("model", model_name) in k) >= requests:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{model_name}: fewer than {requests} requests counted")
 
 
 async def test_cancelled_request_leaves_the_queue(tmp_path: Path) -> None:

@@ -103,8 +103,11 @@ def test_bytes_output_is_not_eligible() -> None:
 
 
 @pytest.mark.parametrize("timeout_us", [1, 250_000])
-def test_default_queue_timeout_is_not_eligible(timeout_us: int) -> None:
-    assert not eligible(make_loaded(config=with_timeout(timeout_us)))
+def test_default_queue_timeout_is_eligible_and_in_the_row(timeout_us: int) -> None:
+    loaded = make_loaded(config=with_timeout(timeout_us))
+    assert eligible(loaded)
+    versions, _ = fast_table([make_record("m", {1: loaded})], VersionKeys())
+    assert versions[0][14] == timeout_us
 
 
 # ------------------------------------------------------------------ unversioned_routes
@@ -245,6 +248,7 @@ def test_version_row_carries_signature_and_policy() -> None:
             1500,
             3,
             2,
+            0,
         )
     ]
     row = versions[0]
@@ -263,7 +267,7 @@ def test_defaults_in_version_row() -> None:
     keys = VersionKeys()
     versions, _ = fast_table([make_record("plain", {1: loaded})], keys)
     assert versions == [
-        (keys.key(loaded), "plain", "1", [("x", "INT32", [2])], ["y"], 0, True, True, 1024, 1, [], 0, 1, 1)
+        (keys.key(loaded), "plain", "1", [("x", "INT32", [2])], ["y"], 0, True, True, 1024, 1, [], 0, 1, 1, 0)
     ]
 
 
@@ -285,12 +289,9 @@ def test_rows_for_every_eligible_version_and_pinned_lists() -> None:
 
 def test_model_without_eligible_version_gets_no_model_row() -> None:
     text = make_loaded("text", 1, BYTES_INPUT)
-    slow = make_loaded("slow", 1, NUMERIC, with_timeout(1000))
     num = make_loaded("num", 1)
     keys = VersionKeys()
-    versions, models = fast_table(
-        [make_record("text", {1: text}), make_record("slow", {1: slow}), make_record("num", {1: num})], keys
-    )
+    versions, models = fast_table([make_record("text", {1: text}), make_record("num", {1: num})], keys)
     assert [row[1] for row in versions] == ["num"]
     assert [row[0] for row in models] == ["num"]
     assert keys.known() == [keys.key(num)]
