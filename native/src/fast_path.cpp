@@ -48,11 +48,21 @@ std::array<std::uint32_t, 256> crc_table() {
   return table;
 }
 
-// A random bucket, as the Python router's int(random() * BUCKETS); one generator per thread (the I/O thread).
+std::mt19937& generator() {  // one per thread (the I/O thread)
+  thread_local std::mt19937 seeded{std::random_device{}()};
+  return seeded;
+}
+
+// A random bucket, as the Python router's int(random() * BUCKETS).
 int random_bucket() {
-  thread_local std::mt19937 generator{std::random_device{}()};
   thread_local std::uniform_int_distribution<int> buckets(0, kBuckets - 1);
-  return buckets(generator);
+  return buckets(generator());
+}
+
+// A uniform draw in [0, 1), as the Python router's random() for the shadow copy.
+double random_fraction() {
+  thread_local std::uniform_real_distribution<double> fraction(0.0, 1.0);
+  return fraction(generator());
 }
 
 // An integer parameter as server.scheduling reads one (int64_param or uint64_param); false for anything else.
@@ -312,6 +322,12 @@ bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, 
   request.table = table;
   request.rows = spec.max_batch_size > 0 ? static_cast<int>(batch) : 1;
   request.bytes = bytes;
+  if (message.model_version().empty() && routes->shadow_fraction > 0 && random_fraction() < routes->shadow_fraction) {
+    // Drawn last, once everything else would have kept it here: a request delegated for another reason is drawn
+    // once, by Python, like any other.
+    request.shadow_drawn = true;
+    return false;
+  }
   return true;
 }
 

@@ -63,6 +63,9 @@ struct ModelRoutes {
   std::string sticky_parameter;  // the request parameter whose value picks the bucket (looked at first); "" none
   std::string sticky_metadata;   // the gRPC metadata key whose value picks the bucket; "" none
   std::uint32_t salt_crc = 0;   // crc32 of the routing salt
+  // The share of unversioned requests also copied to the shadow version (0: no shadow). A request drawn for it is
+  // delegated, marked drawn: the Python path runs the primary and the copy (server/traffic/shadow.py).
+  double shadow_fraction = 0.0;
 };
 
 struct FastTable {
@@ -102,6 +105,7 @@ struct FastRequest {
   std::int64_t enqueued_ns = 0;
   std::size_t bytes = 0;
   RouteKind route = RouteKind::kWeighted;
+  bool shadow_drawn = false;  // admit() drew it for the shadow copy (and left it to Python)
 
   const std::string& raw(std::size_t spec_input) const {
     return ticket != 0 ? owned[spec_input] : message.raw_input_contents(input_order[spec_input]);

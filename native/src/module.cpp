@@ -135,13 +135,14 @@ std::shared_ptr<const oip::FastTable> fast_table(nb::list versions, nb::list mod
     routes.sticky_parameter = nb::cast<std::string>(fields[4]);
     routes.sticky_metadata = nb::cast<std::string>(fields[5]);
     routes.salt_crc = nb::cast<std::uint32_t>(fields[6]);
+    routes.shadow_fraction = nb::cast<double>(fields[7]);
     table->models.emplace(nb::cast<std::string>(fields[0]), std::move(routes));
   }
   return table;
 }
 
 // The waiting events as tuples (docs/native-data-plane.md): (0, call, method, metadata, deadline_remaining or None,
-// peer, auth_properties), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
+// peer, auth_properties, shadow_drawn), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
 // (4, call) a write has gone out, (5, ...) a batch (batch_event), (6, ticket, outcome, waited_ns) a Python-path
 // request that never ran (0 cancelled, 1 expired, 2 stopping), (7, version key, outcome, waited_ns, request id) a
 // native-path request that never ran.
@@ -159,7 +160,7 @@ nb::list take_events(oip::NativeServer& server) {
         taken.append(nb::make_tuple(
             kind, event.call, nb::str(event.payload.data(), event.payload.size()), pairs(event.metadata),
             event.deadline_remaining < 0 ? nb::none() : nb::cast(event.deadline_remaining),
-            nb::str(event.peer.data(), event.peer.size()), pairs(event.auth_properties)));
+            nb::str(event.peer.data(), event.peer.size()), pairs(event.auth_properties), event.shadow_drawn));
         break;
       case oip::CallEvent::Kind::kMessage:
         taken.append(nb::make_tuple(kind, event.call, nb::bytes(event.payload.data(), event.payload.size())));
@@ -282,8 +283,8 @@ NB_MODULE(oip_native, module) {
            "max_queue_size, instances, preferred sizes, max_queue_delay_us, priority_levels, default_priority, "
            "default_timeout_us); "
            "models: (name, [(version text, key)], primary layout [(first bucket, key or -2 not ready)], fallback "
-           "layout, sticky parameter or '', sticky metadata key or '', salt crc32); empty layouts: Python routes "
-           "requests without version.")
+           "layout, sticky parameter or '', sticky metadata key or '', salt crc32, shadow fraction); empty layouts: "
+           "Python routes requests without version.")
       .def("answer",
            [](oip::NativeServer& server, std::uint64_t batch, std::size_t first, std::size_t count, nb::list outputs) {
              std::vector<oip::NativeServer::Output> parts;

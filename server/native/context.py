@@ -41,13 +41,16 @@ class NativeContext(grpc.aio.ServicerContext[Any, Any]):
         auth: dict[str, list[bytes]],
         send: Callable[[bytes | str], Awaitable[None]],
         serialize: Callable[[Any], bytes] | None,
+        shadow_drawn: bool = False,
     ) -> None:
+        """`shadow_drawn`: the native router drew this ModelInfer for its model's shadow copy (InferRequest)."""
         self._metadata = metadata
         self._deadline = deadline  # time.monotonic() clock
         self._peer = peer
         self._auth = auth
         self._send = send
         self._serialize = serialize
+        self.shadow_drawn = shadow_drawn
         self.status_code = grpc.StatusCode.OK
         self.status_details = ""
         self.trailing: tuple[tuple[str, str | bytes], ...] = ()

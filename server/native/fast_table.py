@@ -8,9 +8,8 @@ Only the plain case goes native; anything else stays on the Python path, which i
   (server.routing.table: the configured weights, and the fallback over the ready versions) with each version's key
   in place of its number, where the sticky key is read (a request parameter, gRPC metadata) and the salt's crc32,
   so that C++ makes the same decision as server.traffic.router (a random bucket, or the sticky key's bucket by
-  server.routing.sticky). A model with a
-  shadow, or whose routed versions are not all served natively, keeps its unversioned requests on the Python
-  router.
+  server.routing.sticky). A request drawn for the model's shadow copy goes to the Python path, marked drawn, and
+  a model whose routed versions are not all served natively keeps its unversioned requests on the Python router.
 Requests naming their version go native for every eligible loaded version.
 """
 
@@ -26,13 +25,14 @@ from server.versions.loaded import LoadedVersion
 VersionRow = tuple[Any, ...]
 Layout = list[tuple[int, int]]
 """(first bucket, version key) per version with weight, ascending (server.routing.table.Layout)."""
-ModelRow = tuple[str, list[tuple[str, int]], Layout, Layout, str, str, int]
+ModelRow = tuple[str, list[tuple[str, int]], Layout, Layout, str, str, int, float]
 """(model, [(version text, key)] for pinned requests, primary layout, fallback layout, sticky parameter or "",
-sticky metadata key or "", crc32 of the routing salt)."""
+sticky metadata key or "", crc32 of the routing salt, shadow fraction: the share of unversioned requests C++ draws
+for the shadow copy and hands to the Python path, which makes it)."""
 
 NOT_READY = -2
 """A primary-layout version that cannot take traffic now: the fallback layout decides (Route.FALLBACK)."""
-_PYTHON_ROUTES: tuple[Layout, Layout, str, str, int] = ([], [], "", "", 0)
+_PYTHON_ROUTES: tuple[Layout, Layout, str, str, int, float] = ([], [], "", "", 0, 0.0)
 """No layouts: C++ hands every request naming no version to the Python router."""
 
 
@@ -93,12 +93,12 @@ def version_row(loaded: LoadedVersion, key: int) -> VersionRow:
     )
 
 
-def unversioned_routes(record: ModelRecord, keys: VersionKeys) -> tuple[Layout, Layout, str, str, int]:
+def unversioned_routes(record: ModelRecord, keys: VersionKeys) -> tuple[Layout, Layout, str, str, int, float]:
     """How C++ routes the model's requests that name no version: (primary layout, fallback layout, sticky parameter,
-    sticky metadata key, salt crc32), or empty layouts when the Python router must (no table, a shadow to copy to,
-    or a routed version that is not served natively)."""
+    sticky metadata key, salt crc32, shadow fraction), or empty layouts when the Python router must (no table, or a
+    routed version that is not served natively)."""
     table = record.routing
-    if table is None or table.shadow_version is not None:
+    if table is None:
         return _PYTHON_ROUTES
 
     def key_of(version: int) -> int | None:
@@ -121,7 +121,8 @@ def unversioned_routes(record: ModelRecord, keys: VersionKeys) -> tuple[Layout, 
             fallback.append((start, key))
     if not fallback and all(key == NOT_READY for _, key in primary):
         return _PYTHON_ROUTES  # no version can take the request: the Python router says why
-    return primary, fallback, table.parameter_key, table.metadata_key, table.salt_crc
+    shadow = table.shadow_fraction if table.shadow_version is not None else 0.0
+    return primary, fallback, table.parameter_key, table.metadata_key, table.salt_crc, shadow
 
 
 def fast_table(records: Iterable[ModelRecord], keys: VersionKeys) -> tuple[list[VersionRow], list[ModelRow]]:

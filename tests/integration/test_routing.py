@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -140,6 +140,36 @@ async def test_shadow_copies_never_change_responses_and_their_differences_are_me
     assert latency[labelled(model="shadowed", version="1", shadow_version="3")] == count
     routed = samples(app.registry, "inference_routed_requests_total")
     assert routed[labelled(model="shadowed", version="3", route="shadow")] == count
+
+
+async def test_a_shadow_fraction_copies_that_share_of_requests_once(tmp_path: Path) -> None:
+    # On the native frontend C++ draws the copy and hands only the drawn requests to the Python path, which must not
+    # draw again (that would copy a quarter, not half); the rest stay in C++.
+    models = {1: onnx_models.scaled(1.0), 3: onnx_models.scaled(3.0)}
+    config = routing_config('weights = { "1" = 100 }\nshadow = { version = 3, fraction = 0.5 }')
+    onnx_models.write_versions(tmp_path, "halved", models, config)
+    async with running_app(tmp_path) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        count = 600
+        versions = await served_versions(stub, [request("halved", 0.5) for _ in range(count)])
+        assert set(versions) == {1}
+        key = labelled(model="halved", version="1", shadow_version="3", result="disagree")
+        copies = await settled(lambda: samples(app.registry, "inference_shadow_comparisons_total").get(key, 0))
+        # 5 standard deviations of a 50 % share over 600 requests: 61.
+        assert abs(copies - count / 2) < 61, copies
+        native = samples(app.registry, "inference_native_requests_total").get(labelled(model="halved"), 0)
+        assert native == (count - copies if app.frontend == "native" else 0)
+
+
+async def settled(read: Callable[[], float], quiet_s: float = 0.3) -> float:
+    """`read()` once it has stopped changing for `quiet_s` (shadow copies are compared after the answers)."""
+    last, since = read(), asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - since < quiet_s:
+        await asyncio.sleep(0.05)
+        now = read()
+        if now != last:
+            last, since = now, asyncio.get_running_loop().time()
+    return last
 
 
 async def test_class_scores_agree_when_their_argmax_does(served: Served) -> None:

@@ -121,9 +121,9 @@ def test_one_weighted_ready_version_takes_every_bucket() -> None:
     v1, v2 = make_loaded(version=1), make_loaded(version=2)
     table = build_table({1: 0, 2: 100}, {1, 2}, salt="m")
     keys = VersionKeys()
-    primary, fallback, parameter, metadata, salt_crc = routes(make_record("m", {1: v1, 2: v2}, table), keys)
+    primary, fallback, parameter, metadata, salt_crc, shadow = routes(make_record("m", {1: v1, 2: v2}, table), keys)
     assert primary == fallback == [(0, keys.key(v2))]
-    assert (parameter, metadata, salt_crc) == ("", "", zlib.crc32(b"m"))
+    assert (parameter, metadata, salt_crc, shadow) == ("", "", zlib.crc32(b"m"), 0.0)
 
 
 def test_config_without_routing_sends_everything_to_the_highest_version() -> None:
@@ -148,7 +148,7 @@ def test_weighted_split_is_the_tables_layout_with_keys() -> None:
 def test_sticky_key_comes_with_its_parameter_and_metadata_names_and_salt() -> None:
     loaded = {1: make_loaded(version=1)}
     table = build_table({1: 100}, {1}, salt="pepper", sticky_key="X-User")
-    _, _, parameter, metadata, salt_crc = routes(make_record("m", loaded, table))
+    _, _, parameter, metadata, salt_crc, _ = routes(make_record("m", loaded, table))
     assert (parameter, metadata, salt_crc) == ("X-User", "x-user", zlib.crc32(b"pepper"))
 
 
@@ -158,16 +158,19 @@ def test_sticky_key_comes_with_its_parameter_and_metadata_names_and_salt() -> No
 def test_sticky_from_limits_where_c_plus_plus_reads_the_key(sticky_from: str, parameter: str, metadata: str) -> None:
     loaded = {1: make_loaded(version=1)}
     table = build_table({1: 100}, {1}, salt="m", sticky_key="user", sticky_from=sticky_from)
-    primary, _, read_parameter, read_metadata, _ = routes(make_record("m", loaded, table))
+    primary, _, read_parameter, read_metadata, _, _ = routes(make_record("m", loaded, table))
     assert primary and (read_parameter, read_metadata) == (parameter, metadata)
 
 
-def test_shadow_keeps_unversioned_requests_on_python() -> None:
+def test_shadow_fraction_comes_with_the_layouts() -> None:
     loaded = {1: make_loaded(version=1), 2: make_loaded(version=2)}
     config = RoutingConfig(weights={1: 100}, shadow=ShadowConfig(version=2, fraction=0.1))
     table = default_table(config, "m", loaded.keys())
     assert table.shadow_version == 2
-    assert routes(make_record("m", loaded, table)) == ([], [], "", "", 0)
+    keys = VersionKeys()
+    primary, fallback, *_, shadow = routes(make_record("m", loaded, table), keys)
+    assert primary == fallback == [(0, keys.key(loaded[1]))]
+    assert shadow == 0.1
 
 
 def test_shadow_that_did_not_load_is_no_shadow() -> None:
@@ -191,13 +194,13 @@ def test_weighted_version_not_ready_falls_back() -> None:
 def test_routed_version_not_loaded_keeps_unversioned_requests_on_python() -> None:
     loaded = {1: make_loaded(version=1)}
     table = build_table({1: 0, 2: 100}, {1, 2}, salt="m")  # ready in the table, but not in the record
-    assert routes(make_record("m", loaded, table)) == ([], [], "", "", 0)
+    assert routes(make_record("m", loaded, table)) == ([], [], "", "", 0, 0.0)
 
 
 def test_routed_version_not_served_natively_keeps_unversioned_requests_on_python() -> None:
     loaded = {1: make_loaded(version=1), 2: make_loaded(version=2, signature=BYTES_OUTPUT)}
     table = build_table({1: 50, 2: 50}, {1, 2}, salt="m")
-    assert routes(make_record("m", loaded, table)) == ([], [], "", "", 0)
+    assert routes(make_record("m", loaded, table)) == ([], [], "", "", 0, 0.0)
 
 
 def test_no_weighted_version_falls_back_to_the_highest_ready_one() -> None:
@@ -208,10 +211,10 @@ def test_no_weighted_version_falls_back_to_the_highest_ready_one() -> None:
 
 
 def test_no_routing_table_or_no_ready_version_is_routed_by_python() -> None:
-    assert routes(make_record("m", {}, None)) == ([], [], "", "", 0)
-    assert routes(make_record("m", {1: make_loaded()}, None)) == ([], [], "", "", 0)
+    assert routes(make_record("m", {}, None)) == ([], [], "", "", 0, 0.0)
+    assert routes(make_record("m", {1: make_loaded()}, None)) == ([], [], "", "", 0, 0.0)
     nothing_ready = build_table({1: 100}, set(), salt="m")
-    assert routes(make_record("m", {1: make_loaded()}, nothing_ready)) == ([], [], "", "", 0)
+    assert routes(make_record("m", {1: make_loaded()}, nothing_ready)) == ([], [], "", "", 0, 0.0)
 
 
 # ------------------------------------------------------------------ fast_table
@@ -255,7 +258,7 @@ def test_version_row_carries_signature_and_policy() -> None:
     assert isinstance(row[3][0][2], list)
     assert isinstance(row[4], list)
     assert isinstance(row[10], list)
-    assert models == [("clf", [("7", key)], [(0, key)], [(0, key)], "", "", zlib.crc32(b"clf"))]
+    assert models == [("clf", [("7", key)], [(0, key)], [(0, key)], "", "", zlib.crc32(b"clf"), 0.0)]
     assert keys.version(key) is loaded
 
 
@@ -311,17 +314,17 @@ def test_model_rows_carry_the_routing_tables_layouts() -> None:
     sticky = build_table({2: 100}, {1, 2}, salt="m", sticky_key="user")
     _, models = fast_table([make_record("m", loaded, split)], keys)
     assert models == [
-        ("m", [("1", k1), ("2", k2)], [(0, k1), (9000, k2)], [(0, k1), (9000, k2)], "", "", split.salt_crc)
+        ("m", [("1", k1), ("2", k2)], [(0, k1), (9000, k2)], [(0, k1), (9000, k2)], "", "", split.salt_crc, 0.0)
     ]
     _, models = fast_table([make_record("m", loaded, sticky)], keys)
-    assert models == [("m", [("1", k1), ("2", k2)], [(0, k2)], [(0, k2)], "user", "user", sticky.salt_crc)]
+    assert models == [("m", [("1", k1), ("2", k2)], [(0, k2)], [(0, k2)], "user", "user", sticky.salt_crc, 0.0)]
 
 
 def test_unversioned_requests_stay_on_python_when_the_routed_version_is_not_eligible() -> None:
     v1, v2 = make_loaded(version=1), make_loaded(version=2, signature=BYTES_INPUT)
     keys = VersionKeys()
     _, models = fast_table([make_record("m", {1: v1, 2: v2})], keys)  # version 2 takes every unversioned request
-    assert models == [("m", [("1", keys.key(v1))], [], [], "", "", 0)]
+    assert models == [("m", [("1", keys.key(v1))], [], [], "", "", 0, 0.0)]
 
 
 def test_same_object_keeps_its_key_across_calls() -> None:
