@@ -194,16 +194,20 @@ class App:
         return python_endpoint
 
     def _native_inference_path(self, no_access_log: bool) -> NativeInferencePath | None:
-        """The native frontend answers plain ModelInfer calls in C++ (docs/native-data-plane.md). Tracing and the
-        access log work per request, so with either on every call takes the Python path."""
+        """The native frontend answers plain ModelInfer calls in C++ (docs/native-data-plane.md). The access log
+        writes per request, so with it on every call takes the Python path; with tracing on, C++ makes the sampling
+        decision and hands the sampled requests to the Python path, which traces them."""
         if self.frontend != "native":
             return None
+        tracing = self.tracing
         path = NativeInferencePath(
             self.repository,
             self._servicer.limits,
-            enabled=self.tracing is None and no_access_log,
+            enabled=no_access_log,
             handover=self.metrics.native_handover.observe,
             taken=self._count_native_requests,
+            sampling=None if tracing is None else tracing.requests.policy,
+            traced=None if tracing is None else tracing.batches.executed,
         )
         self.drain.watch(path)
         return path

@@ -25,6 +25,8 @@ struct CallEvent {
   double deadline_remaining = -1.0;  // seconds; negative: the client set no deadline
   // A ModelInfer the native router drew for the model's shadow copy: Python copies it without drawing again.
   bool shadow_drawn = false;
+  // A ModelInfer that tracing sampled in C++: Python traces it without deciding again.
+  bool trace_drawn = false;
   std::string peer;
   Metadata auth_properties;
   // kDone only: the call ended without an OK status reaching the client (cancelled, deadline, broken).

@@ -59,6 +59,37 @@ int random_bucket() {
   return buckets(generator());
 }
 
+bool is_hex(const std::string& text, std::size_t first, std::size_t count) {
+  for (std::size_t index = first; index < first + count; ++index) {
+    char c = text[index];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool all_zeros(const std::string& text, std::size_t first, std::size_t count) {
+  return text.find_first_not_of('0', first) >= first + count;
+}
+
+// Whether tracing samples the request (server.tracing.sampling.SamplingPolicy.sampled).
+bool trace_sampled(const TraceSampling& sampling, const MetadataLookup& metadata) {
+  if (sampling.parent_based) {
+    std::string traceparent;
+    if (metadata("traceparent", traceparent)) {
+      if (auto parent = parent_sampled(traceparent)) {
+        return *parent;
+      }
+    }
+  }
+  if (sampling.always) {
+    return true;
+  }
+  thread_local std::uniform_int_distribution<std::uint64_t> bits;
+  return sampling.root_bound > 0 && bits(generator()) < sampling.root_bound;
+}
+
 // A uniform draw in [0, 1), as the Python router's random() for the shadow copy.
 double random_fraction() {
   thread_local std::uniform_real_distribution<double> fraction(0.0, 1.0);
@@ -160,6 +191,35 @@ int route_unversioned(const ModelRoutes& routes, FastRequest& request, const Met
 }
 
 }  // namespace
+
+std::optional<bool> parent_sampled(const std::string& traceparent) {
+  // The propagator's regular expression, ^[ \t]*(vv)-(32 hex)-(16 hex)-(ff)(-.*)?[ \t]*$ with Python's rules: `$`
+  // also matches before one final newline, and `.` matches anything but a newline.
+  std::string value = traceparent;
+  if (!value.empty() && value.back() == '\n') {
+    value.pop_back();
+  }
+  std::size_t at = value.find_first_not_of(" \t");
+  constexpr std::size_t kCore = 55;  // 2 + 1 + 32 + 1 + 16 + 1 + 2
+  if (at == std::string::npos || value.size() - at < kCore) {
+    return std::nullopt;
+  }
+  if (value[at + 2] != '-' || value[at + 35] != '-' || value[at + 52] != '-' || !is_hex(value, at, 2) ||
+      !is_hex(value, at + 3, 32) || !is_hex(value, at + 36, 16) || !is_hex(value, at + 53, 2)) {
+    return std::nullopt;
+  }
+  const std::size_t after = at + kCore;
+  const bool rest = after < value.size() && value[after] == '-';
+  if (rest ? value.find('\n', after) != std::string::npos
+           : value.find_first_not_of(" \t", after) != std::string::npos) {
+    return std::nullopt;
+  }
+  const std::string version = value.substr(at, 2);
+  if (all_zeros(value, at + 3, 32) || all_zeros(value, at + 36, 16) || version == "ff" || (version == "00" && rest)) {
+    return std::nullopt;
+  }
+  return (std::stoi(value.substr(at + 53, 2), nullptr, 16) & 1) != 0;
+}
 
 int RouteLayout::pick(int bucket) const {
   auto above = std::upper_bound(starts.begin(), starts.end(), bucket);
@@ -322,6 +382,11 @@ bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, 
   request.table = table;
   request.rows = spec.max_batch_size > 0 ? static_cast<int>(batch) : 1;
   request.bytes = bytes;
+  if (table->sampling.enabled && trace_sampled(table->sampling, metadata)) {
+    // Sampled: the Python path gives it its spans (and draws its shadow copy, if any, itself).
+    request.trace_drawn = true;
+    return false;
+  }
   if (message.model_version().empty() && routes->shadow_fraction > 0 && random_fraction() < routes->shadow_fraction) {
     // Drawn last, once everything else would have kept it here: a request delegated for another reason is drawn
     // once, by Python, like any other.

@@ -68,10 +68,24 @@ struct ModelRoutes {
   double shadow_fraction = 0.0;
 };
 
+// server.tracing.sampling.SamplingPolicy as data: which requests tracing samples. A sampled request is delegated,
+// marked drawn, so that the Python path gives it its spans without deciding again.
+struct TraceSampling {
+  bool enabled = false;       // tracing is on
+  bool parent_based = false;  // follow the caller's traceparent flag when it sent a valid one
+  bool always = false;        // a root is always sampled
+  std::uint64_t root_bound = 0;  // else a root is sampled when a random 64-bit number is below this (0: never)
+};
+
 struct FastTable {
   std::unordered_map<int, VersionSpec> versions;
   std::unordered_map<std::string, ModelRoutes> models;
+  TraceSampling sampling;
 };
+
+// server.tracing.sampling.parent_sampled: the sampled flag of a W3C traceparent value, or nothing when the
+// propagator would not accept it.
+std::optional<bool> parent_sampled(const std::string& traceparent);
 
 // Route kinds, numbered as server.routing.table.Route.
 enum class RouteKind : int { kPinned = 0, kWeighted = 1, kSticky = 2, kFallback = 4 };
@@ -106,6 +120,7 @@ struct FastRequest {
   std::size_t bytes = 0;
   RouteKind route = RouteKind::kWeighted;
   bool shadow_drawn = false;  // admit() drew it for the shadow copy (and left it to Python)
+  bool trace_drawn = false;   // admit() sampled it for tracing (and left it to Python)
 
   const std::string& raw(std::size_t spec_input) const {
     return ticket != 0 ? owned[spec_input] : message.raw_input_contents(input_order[spec_input]);

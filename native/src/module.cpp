@@ -87,7 +87,7 @@ nb::tuple batch_event(int kind, const std::shared_ptr<oip::Batch>& batch) {
 }
 
 // Python's table (server/native/fast_table.py): version tuples and model tuples, see set_fast_table's doc.
-std::shared_ptr<const oip::FastTable> fast_table(nb::list versions, nb::list models) {
+std::shared_ptr<oip::FastTable> fast_table(nb::list versions, nb::list models) {
   auto table = std::make_shared<oip::FastTable>();
   for (nb::handle entry : versions) {
     auto fields = nb::cast<nb::tuple>(entry);
@@ -142,7 +142,7 @@ std::shared_ptr<const oip::FastTable> fast_table(nb::list versions, nb::list mod
 }
 
 // The waiting events as tuples (docs/native-data-plane.md): (0, call, method, metadata, deadline_remaining or None,
-// peer, auth_properties, shadow_drawn), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
+// peer, auth_properties, shadow_drawn, trace_drawn), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
 // (4, call) a write has gone out, (5, ...) a batch (batch_event), (6, ticket, outcome, waited_ns) a Python-path
 // request that never ran (0 cancelled, 1 expired, 2 stopping), (7, version key, outcome, waited_ns, request id) a
 // native-path request that never ran.
@@ -160,7 +160,8 @@ nb::list take_events(oip::NativeServer& server) {
         taken.append(nb::make_tuple(
             kind, event.call, nb::str(event.payload.data(), event.payload.size()), pairs(event.metadata),
             event.deadline_remaining < 0 ? nb::none() : nb::cast(event.deadline_remaining),
-            nb::str(event.peer.data(), event.peer.size()), pairs(event.auth_properties), event.shadow_drawn));
+            nb::str(event.peer.data(), event.peer.size()), pairs(event.auth_properties), event.shadow_drawn,
+            event.trace_drawn));
         break;
       case oip::CallEvent::Kind::kMessage:
         taken.append(nb::make_tuple(kind, event.call, nb::bytes(event.payload.data(), event.payload.size())));
@@ -223,6 +224,9 @@ NB_MODULE(oip_native, module) {
         return oip::sticky_bucket(salt_crc, std::string(key.c_str(), key.size()));
       },
       nb::arg("salt_crc"), nb::arg("key"), "server.routing.sticky.bucket_after, as the native router computes it.");
+  module.def(
+      "parent_sampled", [](const std::string& traceparent) { return oip::parent_sampled(traceparent); },
+      nb::arg("traceparent"), "server.tracing.sampling.parent_sampled, as the native path reads a traceparent.");
   module.def("summarize_request", &summarize_request, nb::arg("raw"),
              "Parse a serialized ModelInferRequest in C++: (model_name, model_version, id, input names, raw sizes).");
   nb::class_<oip::NativeServer>(
@@ -272,19 +276,30 @@ NB_MODULE(oip_native, module) {
            nb::arg("call"), nb::arg("code"), nb::arg("details"), nb::arg("last").none(), nb::arg("trailing"),
            "Ends a call: status code (gRPC's number), UTF-8 details, an optional last message, trailing metadata.")
       .def("set_fast_table",
-           [](oip::NativeServer& server, std::optional<nb::list> versions, std::optional<nb::list> models) {
-             auto table = versions && models ? fast_table(*versions, *models) : nullptr;
+           [](oip::NativeServer& server, std::optional<nb::list> versions, std::optional<nb::list> models,
+              std::optional<nb::tuple> sampling) {
+             std::shared_ptr<oip::FastTable> table;
+             if (versions && models) {
+               table = fast_table(*versions, *models);
+               if (sampling) {
+                 table->sampling.enabled = true;
+                 table->sampling.parent_based = nb::cast<bool>((*sampling)[0]);
+                 table->sampling.always = nb::cast<bool>((*sampling)[1]);
+                 table->sampling.root_bound = nb::cast<std::uint64_t>((*sampling)[2]);
+               }
+             }
              nb::gil_scoped_release unlocked;
              server.set_fast_table(std::move(table));
            },
-           nb::arg("versions").none(), nb::arg("models").none(),
+           nb::arg("versions").none(), nb::arg("models").none(), nb::arg("sampling").none() = nb::none(),
            "The native ModelInfer path's table, or None (every call to Python). versions: (key, model, version "
            "text, inputs [(name, datatype, shape)], outputs, max_batch_size, max_batch_size_configured, merge, "
            "max_queue_size, instances, preferred sizes, max_queue_delay_us, priority_levels, default_priority, "
            "default_timeout_us); "
            "models: (name, [(version text, key)], primary layout [(first bucket, key or -2 not ready)], fallback "
            "layout, sticky parameter or '', sticky metadata key or '', salt crc32, shadow fraction); empty layouts: "
-           "Python routes requests without version.")
+           "Python routes requests without version. sampling: tracing's (parent_based, always, root bound), or None "
+           "(tracing off).")
       .def("answer",
            [](oip::NativeServer& server, std::uint64_t batch, std::size_t first, std::size_t count, nb::list outputs) {
              std::vector<oip::NativeServer::Output> parts;

@@ -57,6 +57,7 @@ struct Call {
   // A ModelInfer call's started event waits for its message: posted only if Python is to serve it.
   bool deferred = false;
   bool shadow_drawn = false;  // the native router drew it for the shadow copy (told to Python when it starts)
+  bool trace_drawn = false;   // tracing sampled it in C++ (likewise)
   Tag started_tag, read_tag, written_tag, finished_tag, done_tag;
 };
 
@@ -199,6 +200,7 @@ void NativeServer::on_started(Call* call, bool ok) {
 void NativeServer::post_started(Call* call, std::string method) {
   CallEvent started{CallEvent::Kind::kStarted, call->id, std::move(method)};
   started.shadow_drawn = call->shadow_drawn;
+  started.trace_drawn = call->trace_drawn;
   for (const auto& [key, value] : call->context.client_metadata()) {
     started.metadata.emplace_back(text(key), text(value));
   }
@@ -545,6 +547,7 @@ bool NativeServer::serve_natively(Call* call) {
   if (!request->message.ParseFromZeroCopyStream(&reader) ||
       !admit(table, *request, metadata, transport_deadline_ns)) {
     call->shadow_drawn = request->shadow_drawn;
+    call->trace_drawn = request->trace_drawn;
     return false;  // Python decodes it again and says what is wrong, or serves what the native path does not
   }
   const std::size_t size = call->read_buffer.Length();

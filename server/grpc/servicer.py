@@ -107,7 +107,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> bytes:
         tracer = self._tracer
         if tracer is not None:  # with tracing off, this check is all it costs
-            trace = tracer.start(method, context.invocation_metadata)
+            # The native frontend's context says when C++ already sampled the request (InferRequest.shadow_drawn's
+            # twin): grpc.aio's has no such attribute.
+            trace = tracer.start(method, context.invocation_metadata, getattr(context, "trace_drawn", False))
             if trace is not None:
                 return await self._infer_traced(request, context, deadline, trace)
         return self._responses.encode(await self._core.infer(self._decode(request, context, deadline)))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy.typing as npt
 
 from oip.codec import datatype_for, dtype_for
+from server.batching.batcher import TracedBatchObserver
 from server.batching.tensors import check_splittable
 from server.errors import InferenceFailedError, ModelNotReadyError, ServerError, status_name
 from server.grpc.errors import status_for
@@ -122,14 +123,17 @@ class NativeBatches:
         tickets: Tickets,
         handover: Callable[[float], None] | None = None,
         taken: Callable[[str, int], None] | None = None,
+        traced: TracedBatchObserver | None = None,
     ) -> None:
         """`handover` observes, per batch, the seconds from C++ handing it over to its run starting here; `taken`
-        counts, per batch, the model's requests the native path took (those Python queued there excluded)."""
+        counts, per batch, the model's requests the native path took (those Python queued there excluded);
+        `traced` hears of each execution that served sampled requests (the Python path's, with their spans)."""
         self._native = native
         self._keys = keys
         self._tickets = tickets
         self._handover = handover
         self._taken = taken
+        self._traced = traced
         self._running: set[asyncio.Task[None]] = set()
 
     def run(self, event: tuple[Any, ...]) -> None:
@@ -205,6 +209,10 @@ class NativeBatches:
         timings = result.timings
         tickets, enqueued = part.tickets, part.enqueued_ns
         if any(tickets):
+            if self._traced is not None:
+                traces = [trace for ticket in tickets if ticket and (trace := self._tickets.trace(ticket)) is not None]
+                if traces:
+                    self._traced(traces, part.started_ns, sum(rows), part.count)
             self._resolve_tickets(part, result)
         # The native calls' statistics, one call for the batch: each request's time in the server and in the queue.
         native = [index for index, ticket in enumerate(tickets) if not ticket]

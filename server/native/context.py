@@ -42,8 +42,10 @@ class NativeContext(grpc.aio.ServicerContext[Any, Any]):
         send: Callable[[bytes | str], Awaitable[None]],
         serialize: Callable[[Any], bytes] | None,
         shadow_drawn: bool = False,
+        trace_drawn: bool = False,
     ) -> None:
-        """`shadow_drawn`: the native router drew this ModelInfer for its model's shadow copy (InferRequest)."""
+        """`shadow_drawn`: the native router drew this ModelInfer for its model's shadow copy (InferRequest);
+        `trace_drawn`: tracing sampled it in C++ (RequestTracer.start)."""
         self._metadata = metadata
         self._deadline = deadline  # time.monotonic() clock
         self._peer = peer
@@ -51,6 +53,7 @@ class NativeContext(grpc.aio.ServicerContext[Any, Any]):
         self._send = send
         self._serialize = serialize
         self.shadow_drawn = shadow_drawn
+        self.trace_drawn = trace_drawn
         self.status_code = grpc.StatusCode.OK
         self.status_details = ""
         self.trailing: tuple[tuple[str, str | bytes], ...] = ()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from server.batching.batcher import DynamicBatcher
+from server.batching.batcher import DynamicBatcher, TracedBatchObserver
 from server.errors import status_name
 from server.grpc.overload import CallLimits
 from server.native.batches import NativeBatches
@@ -19,12 +19,12 @@ from server.native.shared_queue import SharedQueueBatcher, Tickets, dropped_erro
 from server.repository.manager import ModelRepository
 from server.repository.records import ModelRecord
 from server.telemetry.failures import log_failed_request
+from server.tracing.sampling import RATIO_SPACE, SamplingPolicy
 from server.versions.loaded import LoadedVersion
 
 
 class NativeInferencePath:
-    """`enabled` false (tracing sampled per request, an access log): every ModelInfer stays on the Python path,
-    which does those per request."""
+    """`enabled` false (an access log, which writes per request): every ModelInfer stays on the Python path."""
 
     def __init__(
         self,
@@ -33,14 +33,19 @@ class NativeInferencePath:
         enabled: bool,
         handover: Callable[[float], None] | None = None,
         taken: Callable[[str, int], None] | None = None,
+        sampling: SamplingPolicy | None = None,
+        traced: TracedBatchObserver | None = None,
     ) -> None:
         """`limits`: the Python path's CallLimits, which count in the native server's counters once attached, so
         that one pair of limits holds for both paths. `handover` observes each batch's wait for the event loop; `taken`
-        counts the requests the native path took, per model and batch."""
+        counts the requests the native path took, per model and batch. With tracing on, `sampling` is its policy
+        (C++ hands the requests it samples to the Python path, which traces them) and `traced` its batch tracer."""
         self._repository = repository
         self._limits = limits
         self._handover = handover
         self._taken = taken
+        self._sampling = sampling
+        self._traced = traced
         self._enabled = enabled
         self._keys = VersionKeys()
         self._tickets = Tickets()
@@ -52,7 +57,7 @@ class NativeInferencePath:
         """The extension's NativeServer this path serves on; publishes the table."""
         self._native = native
         self._limits.share(native)
-        self._batches = NativeBatches(native, self._keys, self._tickets, self._handover, self._taken)
+        self._batches = NativeBatches(native, self._keys, self._tickets, self._handover, self._taken, self._traced)
         self.publish()
 
     def on_batch(self, event: tuple[Any, ...]) -> None:
@@ -89,7 +94,7 @@ class NativeInferencePath:
             native.set_fast_table(None, None)
             return
         versions, models = fast_table(self._repository.records(), self._keys)
-        native.set_fast_table(versions, models)
+        native.set_fast_table(versions, models, None if self._sampling is None else sampling_row(self._sampling))
         published = {row[0] for row in versions}
         for key in self._keys.known():
             loaded = self._keys.version(key)
@@ -121,3 +126,9 @@ class NativeInferencePath:
     async def stop(self) -> None:
         if self._batches is not None:
             await self._batches.stop()
+
+
+def sampling_row(policy: SamplingPolicy) -> tuple[bool, bool, int]:
+    """set_fast_table's sampling: (parent_based, always, root bound below 2**64)."""
+    always = policy.root_bound >= RATIO_SPACE
+    return policy.parent_based, always, RATIO_SPACE - 1 if always else policy.root_bound

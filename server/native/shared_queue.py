@@ -32,24 +32,29 @@ class Tickets:
 
     def __init__(self) -> None:
         self._next = itertools.count(1)
-        self._waiting: dict[int, tuple[asyncio.Future[RunResult], str]] = {}
+        self._waiting: dict[int, tuple[asyncio.Future[RunResult], str, object | None]] = {}
 
-    def new(self, label: str) -> tuple[int, asyncio.Future[RunResult]]:
+    def new(self, label: str, trace: object | None = None) -> tuple[int, asyncio.Future[RunResult]]:
+        """`trace`: the request's span when tracing sampled it (the batch tracer hears of its execution)."""
         ticket = next(self._next)
         future: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
-        self._waiting[ticket] = (future, label)
+        self._waiting[ticket] = (future, label, trace)
         return ticket, future
 
     def take(self, ticket: int) -> asyncio.Future[RunResult] | None:
         entry = self._waiting.pop(ticket, None)
         return None if entry is None else entry[0]
 
+    def trace(self, ticket: int) -> object | None:
+        entry = self._waiting.get(ticket)
+        return None if entry is None else entry[2]
+
     def dropped(self, ticket: int, outcome: int, waited_ns: int) -> None:
         """C++ never ran it: past its deadline, or the server stopping."""
         entry = self._waiting.pop(ticket, None)
         if entry is None or entry[0].done():
             return
-        future, label = entry
+        future, label, _ = entry
         error = dropped_error(outcome, label, waited_ns)
         if error is None:
             future.cancel()
@@ -107,13 +112,13 @@ class SharedQueueBatcher:
         key: tuple[Any, ...] | None = None,
         trace: object | None = None,
     ) -> RunResult:
-        """As DynamicBatcher.submit. `key` is not needed (C++ computes the layout); `trace` is never set: with
-        tracing on, the native path is off and versions keep their Python batcher."""
+        """As DynamicBatcher.submit. `key` is not needed (C++ computes the layout); `trace`, a sampled request's
+        span, goes to the batch tracer with its execution (server/native/batches.py)."""
         if deadline is not None and deadline <= time.monotonic():
             raise DeadlineExceededError(
                 f"request to model {self._label} timed out after waiting 0.0 ms in the queue; it was not executed"
             )
-        ticket, future = self._tickets.new(self._label)
+        ticket, future = self._tickets.new(self._label, trace)
         wire = [(name, list(array.shape), raw_view(array)) for name, array in inputs.items()]
         # time.monotonic() and C++'s CLOCK_MONOTONIC are one clock.
         deadline_ns = -1 if deadline is None else int(deadline * 1e9)

@@ -99,14 +99,21 @@ class RequestTracer:
         self._propagator = TraceContextTextMapPropagator()
         self._attributes: dict[str, dict[str, str]] = {}
 
-    def start(self, method: str, metadata: Callable[[], Metadata | None]) -> RequestSpan | None:
+    @property
+    def policy(self) -> SamplingPolicy:
+        return self._policy
+
+    def start(self, method: str, metadata: Callable[[], Metadata | None], drawn: bool = False) -> RequestSpan | None:
         """The span of a request to `method`, or None when it is not sampled.
 
         `metadata` is called only when the decision needs the caller's flag or the request is sampled:
-        grpc.aio rebuilds the metadata tuple on each call (about 12,900 instructions).
+        grpc.aio rebuilds the metadata tuple on each call (about 12,900 instructions). `drawn`: the native
+        frontend already sampled it by the same policy (deciding again would sample a root with the ratio squared).
         """
         policy = self._policy
-        if policy.parent_based:
+        if drawn:
+            pairs = metadata() or ()
+        elif policy.parent_based:
             pairs = metadata() or ()
             if not policy.sampled(_caller_sampled(pairs)):
                 return None

@@ -147,6 +147,52 @@ async def test_an_unsampled_caller_is_not_traced_under_a_parent_based_sampler(
     assert traced.attributes["inference.batch.size"] == 1 and traced.attributes["inference.batch.requests"] == 1
 
 
+async def test_a_ratio_sampler_traces_that_share_once_and_the_rest_stay_native(
+    repository: Path, receiver: TraceReceiver
+) -> None:
+    # On the native frontend C++ samples each request and hands only the sampled ones to the Python path, which
+    # must not decide again (that would trace a quarter, not half); the others are answered in C++.
+    settings = otlp(receiver, "traceidratio").model_copy(update={"traces_sampler_arg": 0.5})
+    count = 400
+    async with serving(repository, settings) as (app, stub):
+        for start in range(0, count, 50):
+            await asyncio.gather(*(stub.ModelInfer(simple_request(f"r{i}")) for i in range(start, start + 50)))
+        native = native_requests(app)
+        frontend = app.frontend
+    traced = len(receiver.named(REQUEST_SPAN))
+    assert abs(traced - count / 2) < 5 * (count * 0.25) ** 0.5, traced  # 5 standard deviations: 50
+    assert native == (count - traced if frontend == "native" else 0)
+
+
+async def test_a_parent_based_sampler_follows_the_callers_flag_on_either_frontend(
+    repository: Path, receiver: TraceReceiver
+) -> None:
+    # Roots are never sampled (ratio 0): only the callers' sampled flag decides, read by C++ on the native path.
+    settings = otlp(receiver, "parentbased_traceidratio").model_copy(update={"traces_sampler_arg": 0.0})
+    async with serving(repository, settings) as (app, stub):
+        await stub.ModelInfer(simple_request("root"))
+        await stub.ModelInfer(simple_request("off"), metadata=traceparent("00f067aa0ba902b7", sampled=False))
+        await stub.ModelInfer(simple_request("on"), metadata=traceparent("00f067aa0ba902b8"))
+        malformed = (("traceparent", f"00-{CLIENT_TRACE}-00f067aa0ba902b9-01-extra"),)  # version 00 ends there
+        await stub.ModelInfer(simple_request("malformed"), metadata=malformed)
+        native = native_requests(app)
+        frontend = app.frontend
+    (span,) = receiver.named(REQUEST_SPAN)
+    assert span.attributes["inference.request.id"] == "on"
+    assert (span.trace_id, span.parent_span_id) == (CLIENT_TRACE, "00f067aa0ba902b8")
+    assert native == (3 if frontend == "native" else 0)
+
+
+def native_requests(app: App) -> float:
+    return sum(
+        sample.value
+        for family in app.registry.collect()
+        if family.name == "inference_native_requests"
+        for sample in family.samples
+        if sample.name == "inference_native_requests_total"
+    )
+
+
 async def test_the_duration_histogram_carries_the_trace_id_for_openmetrics_scrapers(
     repository: Path, receiver: TraceReceiver
 ) -> None:
