@@ -78,7 +78,7 @@ native-asan: $(VENV)/.dev
 	  SERVER_GRPC_FRONTEND=native $(BIN)/python -m pytest $(PYTEST_ARGS) tests/native tests/integration/test_infer.py \
 	  tests/integration/test_batching.py tests/integration/test_batch_isolation.py tests/integration/test_stream.py \
 	  tests/integration/test_fuzz_live.py tests/integration/test_shutdown.py tests/integration/test_overload.py \
-	  tests/integration/test_routing.py \
+	  tests/integration/test_routing.py tests/integration/test_tracing.py \
 	  --deselect tests/integration/test_overload.py::test_memory_comes_back_after_large_requests  # ASan keeps freed memory
 
 lint: $(VENV)/.dev
