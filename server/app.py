@@ -177,7 +177,7 @@ class App:
             limits=CallLimits(settings.grpc.max_concurrent_rpcs, settings.grpc.max_inflight_bytes),
         )
         self._admin = RoutingAdminServicer(self.repository, self.release, self.coordinator)
-        self._native_path = self._native_inference_path(access is None)
+        self._native_path = self._native_inference_path(access)
         # Reads the token file now: a missing or empty one stops the start (OSError), before any port is bound.
         # Judged by where admin calls arrive: the admin listener's host when there is one.
         self.admin_policy = AdminPolicy.from_settings(settings.admin, settings.admin.listener_host(settings.grpc.host))
@@ -193,21 +193,21 @@ class App:
             return functools.partial(native_endpoint, inference_path=inference_path)
         return python_endpoint
 
-    def _native_inference_path(self, no_access_log: bool) -> NativeInferencePath | None:
-        """The native frontend answers plain ModelInfer calls in C++ (docs/native-data-plane.md). The access log
-        writes per request, so with it on every call takes the Python path; with tracing on, C++ makes the sampling
-        decision and hands the sampled requests to the Python path, which traces them."""
+    def _native_inference_path(self, access: AccessLog | None) -> NativeInferencePath | None:
+        """The native frontend answers plain ModelInfer calls in C++ (docs/native-data-plane.md). With tracing or
+        the access log on, C++ draws the requests they want and hands those to the Python path, which traces or
+        logs them."""
         if self.frontend != "native":
             return None
         tracing = self.tracing
         path = NativeInferencePath(
             self.repository,
             self._servicer.limits,
-            enabled=no_access_log,
             handover=self.metrics.native_handover.observe,
             taken=self._count_native_requests,
             sampling=None if tracing is None else tracing.requests.policy,
             traced=None if tracing is None else tracing.batches.executed,
+            access_sample=0.0 if access is None else access.sample,
         )
         self.drain.watch(path)
         return path

@@ -91,7 +91,13 @@ class InferenceCore:
         loaded.recorder.succeeded(admission.rows, duration, result.timings, trace_id)
         if self._access is not None:
             self._access.answered(
-                loaded.model_name, loaded.version_text, request.request_id, duration, trace_id, request.metadata
+                loaded.model_name,
+                loaded.version_text,
+                request.request_id,
+                duration,
+                trace_id,
+                request.metadata,
+                request.access_drawn,
             )
         return InferResponse(
             model_name=loaded.model_name,

@@ -75,6 +75,8 @@ class InferRequest:
     """The transport's request metadata as (key, value) pairs, fetched only when routing needs it."""
     trace: RequestSpan | None = None
     """The request's span when tracing sampled it (the transport starts and ends it)."""
+    access_drawn: bool = False
+    """The native frontend already drew this request for the access log (the log writes it without drawing)."""
     shadow_drawn: bool = False
     """The native frontend's router already drew this request for the model's shadow copy (and left it to the
     Python path, which makes the copy): the router copies it without drawing again."""

@@ -27,6 +27,8 @@ struct CallEvent {
   bool shadow_drawn = false;
   // A ModelInfer that tracing sampled in C++: Python traces it without deciding again.
   bool trace_drawn = false;
+  // A ModelInfer drawn for the access log in C++: Python logs it without drawing again.
+  bool access_drawn = false;
   std::string peer;
   Metadata auth_properties;
   // kDone only: the call ended without an OK status reaching the client (cancelled, deadline, broken).

@@ -81,6 +81,9 @@ struct FastTable {
   std::unordered_map<int, VersionSpec> versions;
   std::unordered_map<std::string, ModelRoutes> models;
   TraceSampling sampling;
+  // The access log's share of requests (server.telemetry.access; 0: off). A drawn request is delegated, marked
+  // drawn: the Python path logs it (once answered OK) without drawing again.
+  double access_sample = 0.0;
 };
 
 // server.tracing.sampling.parent_sampled: the sampled flag of a W3C traceparent value, or nothing when the
@@ -121,6 +124,7 @@ struct FastRequest {
   RouteKind route = RouteKind::kWeighted;
   bool shadow_drawn = false;  // admit() drew it for the shadow copy (and left it to Python)
   bool trace_drawn = false;   // admit() sampled it for tracing (and left it to Python)
+  bool access_drawn = false;  // admit() drew it for the access log (and left it to Python)
 
   const std::string& raw(std::size_t spec_input) const {
     return ticket != 0 ? owned[spec_input] : message.raw_input_contents(input_order[spec_input]);

@@ -142,7 +142,7 @@ std::shared_ptr<oip::FastTable> fast_table(nb::list versions, nb::list models) {
 }
 
 // The waiting events as tuples (docs/native-data-plane.md): (0, call, method, metadata, deadline_remaining or None,
-// peer, auth_properties, shadow_drawn, trace_drawn), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
+// peer, auth_properties, shadow_drawn, trace_drawn, access_drawn), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
 // (4, call) a write has gone out, (5, ...) a batch (batch_event), (6, ticket, outcome, waited_ns) a Python-path
 // request that never ran (0 cancelled, 1 expired, 2 stopping), (7, version key, outcome, waited_ns, request id) a
 // native-path request that never ran.
@@ -161,7 +161,7 @@ nb::list take_events(oip::NativeServer& server) {
             kind, event.call, nb::str(event.payload.data(), event.payload.size()), pairs(event.metadata),
             event.deadline_remaining < 0 ? nb::none() : nb::cast(event.deadline_remaining),
             nb::str(event.peer.data(), event.peer.size()), pairs(event.auth_properties), event.shadow_drawn,
-            event.trace_drawn));
+            event.trace_drawn, event.access_drawn));
         break;
       case oip::CallEvent::Kind::kMessage:
         taken.append(nb::make_tuple(kind, event.call, nb::bytes(event.payload.data(), event.payload.size())));
@@ -277,7 +277,7 @@ NB_MODULE(oip_native, module) {
            "Ends a call: status code (gRPC's number), UTF-8 details, an optional last message, trailing metadata.")
       .def("set_fast_table",
            [](oip::NativeServer& server, std::optional<nb::list> versions, std::optional<nb::list> models,
-              std::optional<nb::tuple> sampling) {
+              std::optional<nb::tuple> sampling, double access_sample) {
              std::shared_ptr<oip::FastTable> table;
              if (versions && models) {
                table = fast_table(*versions, *models);
@@ -287,11 +287,13 @@ NB_MODULE(oip_native, module) {
                  table->sampling.always = nb::cast<bool>((*sampling)[1]);
                  table->sampling.root_bound = nb::cast<std::uint64_t>((*sampling)[2]);
                }
+               table->access_sample = access_sample;
              }
              nb::gil_scoped_release unlocked;
              server.set_fast_table(std::move(table));
            },
            nb::arg("versions").none(), nb::arg("models").none(), nb::arg("sampling").none() = nb::none(),
+           nb::arg("access_sample") = 0.0,
            "The native ModelInfer path's table, or None (every call to Python). versions: (key, model, version "
            "text, inputs [(name, datatype, shape)], outputs, max_batch_size, max_batch_size_configured, merge, "
            "max_queue_size, instances, preferred sizes, max_queue_delay_us, priority_levels, default_priority, "
@@ -299,7 +301,7 @@ NB_MODULE(oip_native, module) {
            "models: (name, [(version text, key)], primary layout [(first bucket, key or -2 not ready)], fallback "
            "layout, sticky parameter or '', sticky metadata key or '', salt crc32, shadow fraction); empty layouts: "
            "Python routes requests without version. sampling: tracing's (parent_based, always, root bound), or None "
-           "(tracing off).")
+           "(tracing off); access_sample: the access log's share (0: off).")
       .def("answer",
            [](oip::NativeServer& server, std::uint64_t batch, std::size_t first, std::size_t count, nb::list outputs) {
              std::vector<oip::NativeServer::Output> parts;

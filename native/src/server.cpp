@@ -58,6 +58,7 @@ struct Call {
   bool deferred = false;
   bool shadow_drawn = false;  // the native router drew it for the shadow copy (told to Python when it starts)
   bool trace_drawn = false;   // tracing sampled it in C++ (likewise)
+  bool access_drawn = false;  // drawn for the access log in C++ (likewise)
   Tag started_tag, read_tag, written_tag, finished_tag, done_tag;
 };
 
@@ -201,6 +202,7 @@ void NativeServer::post_started(Call* call, std::string method) {
   CallEvent started{CallEvent::Kind::kStarted, call->id, std::move(method)};
   started.shadow_drawn = call->shadow_drawn;
   started.trace_drawn = call->trace_drawn;
+  started.access_drawn = call->access_drawn;
   for (const auto& [key, value] : call->context.client_metadata()) {
     started.metadata.emplace_back(text(key), text(value));
   }
@@ -548,6 +550,7 @@ bool NativeServer::serve_natively(Call* call) {
       !admit(table, *request, metadata, transport_deadline_ns)) {
     call->shadow_drawn = request->shadow_drawn;
     call->trace_drawn = request->trace_drawn;
+    call->access_drawn = request->access_drawn;
     return false;  // Python decodes it again and says what is wrong, or serves what the native path does not
   }
   const std::size_t size = call->read_buffer.Length();

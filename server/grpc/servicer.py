@@ -140,7 +140,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise
         decoded.deadline = deadline
         decoded.metadata = context.invocation_metadata  # read only when routing needs a sticky key
-        decoded.shadow_drawn = getattr(context, "shadow_drawn", False)  # only the native frontend's context has it
+        decoded.shadow_drawn = getattr(context, "shadow_drawn", False)  # only the native frontend's context has them
+        decoded.access_drawn = getattr(context, "access_drawn", False)
         return decoded
 
     # ------------------------------------------------------------ health

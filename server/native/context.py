@@ -43,9 +43,10 @@ class NativeContext(grpc.aio.ServicerContext[Any, Any]):
         serialize: Callable[[Any], bytes] | None,
         shadow_drawn: bool = False,
         trace_drawn: bool = False,
+        access_drawn: bool = False,
     ) -> None:
         """`shadow_drawn`: the native router drew this ModelInfer for its model's shadow copy (InferRequest);
-        `trace_drawn`: tracing sampled it in C++ (RequestTracer.start)."""
+        `trace_drawn`: tracing sampled it in C++ (RequestTracer.start); `access_drawn`: drawn for the access log."""
         self._metadata = metadata
         self._deadline = deadline  # time.monotonic() clock
         self._peer = peer
@@ -54,6 +55,7 @@ class NativeContext(grpc.aio.ServicerContext[Any, Any]):
         self._serialize = serialize
         self.shadow_drawn = shadow_drawn
         self.trace_drawn = trace_drawn
+        self.access_drawn = access_drawn
         self.status_code = grpc.StatusCode.OK
         self.status_details = ""
         self.trailing: tuple[tuple[str, str | bytes], ...] = ()

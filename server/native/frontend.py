@@ -122,7 +122,7 @@ class NativeGrpcServer:
         for event in self._native.take_events():
             kind, call_id = event[0], event[1]
             if kind == _STARTED:
-                self._started(call_id, event[2], event[3], event[4], event[5], event[6], event[7], event[8])
+                self._started(call_id, *event[2:])
                 continue
             if kind == _BATCH:
                 if self._inference_path is not None:
@@ -164,6 +164,7 @@ class NativeGrpcServer:
         auth: list[tuple[str, bytes]],
         shadow_drawn: bool = False,
         trace_drawn: bool = False,
+        access_drawn: bool = False,
     ) -> None:
         handler = self._handlers.get(method)
         serialize = None if handler is None else handler.response_serializer
@@ -176,6 +177,7 @@ class NativeGrpcServer:
             serialize,
             shadow_drawn,
             trace_drawn,
+            access_drawn,
         )
         call = _Call(call_id, handler, context)
         self._calls[call_id] = call

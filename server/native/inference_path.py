@@ -24,29 +24,31 @@ from server.versions.loaded import LoadedVersion
 
 
 class NativeInferencePath:
-    """`enabled` false (an access log, which writes per request): every ModelInfer stays on the Python path."""
+    """The native frontend's ModelInfer path. With tracing or the access log on, C++ draws the requests they want
+    (the same policy and share) and hands those to the Python path, marked drawn, which traces or logs them."""
 
     def __init__(
         self,
         repository: ModelRepository,
         limits: CallLimits,
-        enabled: bool,
         handover: Callable[[float], None] | None = None,
         taken: Callable[[str, int], None] | None = None,
         sampling: SamplingPolicy | None = None,
         traced: TracedBatchObserver | None = None,
+        access_sample: float = 0.0,
     ) -> None:
         """`limits`: the Python path's CallLimits, which count in the native server's counters once attached, so
         that one pair of limits holds for both paths. `handover` observes each batch's wait for the event loop; `taken`
         counts the requests the native path took, per model and batch. With tracing on, `sampling` is its policy
-        (C++ hands the requests it samples to the Python path, which traces them) and `traced` its batch tracer."""
+        (C++ hands the requests it samples to the Python path, which traces them) and `traced` its batch tracer;
+        `access_sample` is the access log's share (0: off), drawn the same way."""
         self._repository = repository
         self._limits = limits
         self._handover = handover
         self._taken = taken
         self._sampling = sampling
         self._traced = traced
-        self._enabled = enabled
+        self._access_sample = access_sample
         self._keys = VersionKeys()
         self._tickets = Tickets()
         self._native: Any = None
@@ -90,11 +92,9 @@ class NativeInferencePath:
         native = self._native
         if native is None:
             return
-        if not self._enabled:
-            native.set_fast_table(None, None)
-            return
         versions, models = fast_table(self._repository.records(), self._keys)
-        native.set_fast_table(versions, models, None if self._sampling is None else sampling_row(self._sampling))
+        sampling = None if self._sampling is None else sampling_row(self._sampling)
+        native.set_fast_table(versions, models, sampling, self._access_sample)
         published = {row[0] for row in versions}
         for key in self._keys.known():
             loaded = self._keys.version(key)

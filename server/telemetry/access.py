@@ -26,6 +26,10 @@ class AccessLog:
         self._sample = sample
         self._draw = draw
 
+    @property
+    def sample(self) -> float:
+        return self._sample
+
     def answered(
         self,
         model: str,
@@ -34,10 +38,12 @@ class AccessLog:
         duration_ns: int,
         trace_id: str | None,
         metadata: Callable[[], Any] | None,
+        drawn: bool = False,
     ) -> None:
         """One request answered OK. `trace_id` is its span's, when it was traced; else the caller's traceparent
-        (in `metadata`, the transport's (key, value) pairs, fetched only for a line that is written) gives it."""
-        if self._sample < 1.0 and self._draw() >= self._sample:
+        (in `metadata`, the transport's (key, value) pairs, fetched only for a line that is written) gives it.
+        `drawn`: the native frontend already drew it for the log (drawing again would log the share squared)."""
+        if not drawn and self._sample < 1.0 and self._draw() >= self._sample:
             return
         if trace_id is None:
             trace_id = trace_id_from(None if metadata is None else metadata())

@@ -235,6 +235,23 @@ async def test_the_access_log_writes_the_sampled_share(
         assert record["duration_ms"] > 0
 
 
+async def test_a_sampled_access_log_writes_that_share_once_and_the_rest_stay_native(
+    repository: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # On the native frontend C++ draws the logged share and hands those requests to the Python path, which logs them
+    # without drawing again (else a quarter, not half); the others are answered in C++.
+    count = 400
+    with caplog.at_level(logging.INFO, logger="server.access"):
+        async with serving(repository, TracingSettings(), access_sample=0.5) as (app, stub):
+            for start in range(0, count, 50):
+                await asyncio.gather(*(stub.ModelInfer(simple_request(f"r{i}")) for i in range(start, start + 50)))
+            native = native_requests(app)
+            frontend = app.frontend
+    lines = len([record for record in caplog.records if record.name == "server.access"])
+    assert abs(lines - count / 2) < 5 * (count * 0.25) ** 0.5, lines
+    assert native == (count - lines if frontend == "native" else 0)
+
+
 def test_each_worker_exports_its_own_spans_set_by_flags(repository: Path, receiver: TraceReceiver) -> None:
     env = {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_TRACES_EXPORTER": "console"}  # the flag wins over the variable
     flags = ("--workers", "2", "--traces-exporter", "otlp", "--otlp-endpoint", receiver.endpoint)
