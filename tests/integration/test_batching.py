@@ -126,11 +126,8 @@ async def test_deadline_expiring_in_the_queue_is_never_executed(tmp_path: Path) 
         # Both frontends count the two failures alike: the caller's own deadline as CANCELLED (the caller gave up),
         # the server's as DEADLINE_EXCEEDED; on the native frontend all three requests stayed in C++.
         await until_counted(app, "rows", 3)
-        codes = samples(app.registry, "inference_requests_total")
-        assert codes[labelled(code="CANCELLED", model="rows", version="1")] == 1
-        assert codes[labelled(code="DEADLINE_EXCEEDED", model="rows", version="1")] == 1
-        taken = samples(app.registry, "inference_native_requests_total").get(labelled(model="rows"), 0)
-        assert taken == (3 if app.frontend == "native" else 0)
+        assert outcomes(app, "rows") == {"OK": 1, "CANCELLED": 1, "DEADLINE_EXCEEDED": 1}
+        assert native_taken(app, "rows") == (3 if app.frontend == "native" else 0)
         assert (await statistics(stub)).inference_stats.fail.count == 2
 
 
@@ -149,19 +146,29 @@ async def test_a_default_timeout_expires_queued_requests_on_either_frontend(tmp_
         await busy
         np.testing.assert_allclose(output(await answered), expected(small(1)), rtol=1e-5)
         await until_counted(app, "rows", 3)
-        codes = samples(app.registry, "inference_requests_total")
-        assert codes[labelled(code="DEADLINE_EXCEEDED", model="rows", version="1")] == 1
-        assert codes[labelled(code="OK", model="rows", version="1")] == 2
-        taken = samples(app.registry, "inference_native_requests_total").get(labelled(model="rows"), 0)
-        assert taken == (3 if app.frontend == "native" else 0)
+        assert outcomes(app, "rows") == {"OK": 2, "DEADLINE_EXCEEDED": 1}
+        assert native_taken(app, "rows") == (3 if app.frontend == "native" else 0)
+
+
+def outcomes(app: App, model_name: str) -> dict[str, float]:
+    """The model's inference_requests_total by status code (every version)."""
+    counted: dict[str, float] = {}
+    for labels, value in samples(app.registry, "inference_requests_total").items():
+        names = dict(labels)
+        if names.get("model") == model_name and value:
+            counted[names["code"]] = counted.get(names["code"], 0.0) + value
+    return counted
+
+
+def native_taken(app: App, model_name: str) -> float:
+    return samples(app.registry, "inference_native_requests_total").get(labelled(model=model_name), 0.0)
 
 
 async def until_counted(app: App, model_name: str, requests: int) -> None:
     """Until the model's request counter holds `requests` (a failure C++ answered is recorded by the event loop
     right after)."""
     for _ in range(200):
-        counted = samples(app.registry, "inference_requests_total")
-        if sum(v for k, v in counted.items() if ("model", model_name) in k) >= requests:
+        if sum(outcomes(app, model_name).values()) >= requests:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"{model_name}: fewer than {requests} requests counted")
@@ -210,8 +217,7 @@ async def test_priority_order_and_invalid_priority(tmp_path: Path) -> None:
         assert "1..2" in (caught.value.details() or "")
         # The native frontend read the valid priorities in C++ (the busy, low and high requests never left it); the
         # out-of-range one went to the Python path, which refused it.
-        taken = samples(app.registry, "inference_native_requests_total").get(labelled(model="rows"), 0)
-        assert taken == (5 if app.frontend == "native" else 0)
+        assert native_taken(app, "rows") == (5 if app.frontend == "native" else 0)
 
 
 async def test_model_config_reports_the_batching_policy(tmp_path: Path) -> None:
