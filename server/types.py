@@ -59,6 +59,20 @@ class ModelSignature:
         object.__setattr__(self, "output_names", tuple(spec.name for spec in self.outputs))
 
 
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    """What the native frontend drew a request for before handing it to the Python path (native/src/fast_path.h's
+    Drawn, in the same order): the access log's share, tracing's sample, the model's shadow copy. The Python path
+    then logs, traces or copies it without drawing again: a share drawn twice would be squared."""
+
+    access: bool = False
+    trace: bool = False
+    shadow: bool = False
+
+
+NOT_DRAWN = Drawn()
+
+
 @dataclass(slots=True)
 class InferRequest:
     """One inference request, decoded from the wire."""
@@ -75,11 +89,8 @@ class InferRequest:
     """The transport's request metadata as (key, value) pairs, fetched only when routing needs it."""
     trace: RequestSpan | None = None
     """The request's span when tracing sampled it (the transport starts and ends it)."""
-    access_drawn: bool = False
-    """The native frontend already drew this request for the access log (the log writes it without drawing)."""
-    shadow_drawn: bool = False
-    """The native frontend's router already drew this request for the model's shadow copy (and left it to the
-    Python path, which makes the copy): the router copies it without drawing again."""
+    drawn: Drawn = NOT_DRAWN
+    """What the native frontend already drew this request for (and so left to the Python path)."""
 
 
 @dataclass(slots=True)

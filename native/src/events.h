@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "fast_path.h"
+
 namespace oip {
 
 using Metadata = std::vector<std::pair<std::string, std::string>>;
@@ -23,12 +25,8 @@ struct CallEvent {
   // kStarted only.
   Metadata metadata;
   double deadline_remaining = -1.0;  // seconds; negative: the client set no deadline
-  // A ModelInfer the native router drew for the model's shadow copy: Python copies it without drawing again.
-  bool shadow_drawn = false;
-  // A ModelInfer that tracing sampled in C++: Python traces it without deciding again.
-  bool trace_drawn = false;
-  // A ModelInfer drawn for the access log in C++: Python logs it without drawing again.
-  bool access_drawn = false;
+  // A ModelInfer the native path drew for the access log, tracing or a shadow copy (fast_path.h).
+  Drawn drawn;
   std::string peer;
   Metadata auth_properties;
   // kDone only: the call ended without an OK status reaching the client (cancelled, deadline, broken).

@@ -101,6 +101,15 @@ int sticky_bucket(std::uint32_t salt_crc, const std::string& key);
 // A request's first value for a metadata key (lower case, as gRPC spells it); false when it has none.
 using MetadataLookup = std::function<bool(const std::string& key, std::string& value)>;
 
+// What admit() drew a request for, leaving it to the Python path (server.types.Drawn, in the same order): the
+// access log's share, tracing's sample, the shadow copy's fraction. Python must not draw again (a share drawn twice
+// is squared), so each flag travels with the call to Python.
+struct Drawn {
+  bool access = false;
+  bool trace = false;
+  bool shadow = false;
+};
+
 // One request in a native batcher's queue: either a ModelInfer call on the native path (its parsed message owns
 // the tensor bytes; C++ answers it), or a request the Python path routed and validated (`ticket` != 0: its bytes
 // copied into `owned`; Python answers it with its share of the outputs).
@@ -122,9 +131,7 @@ struct FastRequest {
   std::int64_t enqueued_ns = 0;
   std::size_t bytes = 0;
   RouteKind route = RouteKind::kWeighted;
-  bool shadow_drawn = false;  // admit() drew it for the shadow copy (and left it to Python)
-  bool trace_drawn = false;   // admit() sampled it for tracing (and left it to Python)
-  bool access_drawn = false;  // admit() drew it for the access log (and left it to Python)
+  Drawn drawn;  // what admit() drew it for, leaving it to Python
 
   const std::string& raw(std::size_t spec_input) const {
     return ticket != 0 ? owned[spec_input] : message.raw_input_contents(input_order[spec_input]);

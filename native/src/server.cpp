@@ -56,9 +56,7 @@ struct Call {
   bool done = false;       // gRPC's done tag arrived
   // A ModelInfer call's started event waits for its message: posted only if Python is to serve it.
   bool deferred = false;
-  bool shadow_drawn = false;  // the native router drew it for the shadow copy (told to Python when it starts)
-  bool trace_drawn = false;   // tracing sampled it in C++ (likewise)
-  bool access_drawn = false;  // drawn for the access log in C++ (likewise)
+  Drawn drawn;  // what the native path drew it for (told to Python when it starts)
   Tag started_tag, read_tag, written_tag, finished_tag, done_tag;
 };
 
@@ -200,9 +198,7 @@ void NativeServer::on_started(Call* call, bool ok) {
 
 void NativeServer::post_started(Call* call, std::string method) {
   CallEvent started{CallEvent::Kind::kStarted, call->id, std::move(method)};
-  started.shadow_drawn = call->shadow_drawn;
-  started.trace_drawn = call->trace_drawn;
-  started.access_drawn = call->access_drawn;
+  started.drawn = call->drawn;
   for (const auto& [key, value] : call->context.client_metadata()) {
     started.metadata.emplace_back(text(key), text(value));
   }
@@ -548,9 +544,7 @@ bool NativeServer::serve_natively(Call* call) {
   }
   if (!request->message.ParseFromZeroCopyStream(&reader) ||
       !admit(table, *request, metadata, transport_deadline_ns)) {
-    call->shadow_drawn = request->shadow_drawn;
-    call->trace_drawn = request->trace_drawn;
-    call->access_drawn = request->access_drawn;
+    call->drawn = request->drawn;
     return false;  // Python decodes it again and says what is wrong, or serves what the native path does not
   }
   const std::size_t size = call->read_buffer.Length();

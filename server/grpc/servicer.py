@@ -34,7 +34,7 @@ from server.telemetry.failures import log_failed_request
 from server.telemetry.ratelimit import RateLimitedLog
 from server.tracing.requests import RequestSpan, RequestTracer
 from server.traffic.coordinator import Coordinator
-from server.types import InferRequest
+from server.types import NOT_DRAWN, Drawn, InferRequest
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -107,9 +107,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> bytes:
         tracer = self._tracer
         if tracer is not None:  # with tracing off, this check is all it costs
-            # The native frontend's context says when C++ already sampled the request (InferRequest.shadow_drawn's
-            # twin): grpc.aio's has no such attribute.
-            trace = tracer.start(method, context.invocation_metadata, getattr(context, "trace_drawn", False))
+            trace = tracer.start(method, context.invocation_metadata, drawn_for(context).trace)
             if trace is not None:
                 return await self._infer_traced(request, context, deadline, trace)
         return self._responses.encode(await self._core.infer(self._decode(request, context, deadline)))
@@ -140,8 +138,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise
         decoded.deadline = deadline
         decoded.metadata = context.invocation_metadata  # read only when routing needs a sticky key
-        decoded.shadow_drawn = getattr(context, "shadow_drawn", False)  # only the native frontend's context has them
-        decoded.access_drawn = getattr(context, "access_drawn", False)
+        decoded.drawn = drawn_for(context)
         return decoded
 
     # ------------------------------------------------------------ health
@@ -259,3 +256,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     SystemSharedMemoryStatus = SystemSharedMemoryRegister = SystemSharedMemoryUnregister = _shared_memory_unsupported
     CudaSharedMemoryStatus = CudaSharedMemoryRegister = CudaSharedMemoryUnregister = _shared_memory_unsupported
+
+
+def drawn_for(context: Context) -> Drawn:
+    """What the native frontend already drew the call's request for (its context says; grpc.aio's has no such
+    attribute, and nothing was drawn)."""
+    drawn: Drawn = getattr(context, "drawn", NOT_DRAWN)
+    return drawn

@@ -10,6 +10,8 @@ from typing import Any, NoReturn
 import grpc
 from grpc.aio import AbortError, Metadata
 
+from server.types import NOT_DRAWN, Drawn
+
 #: Auth-context properties that name the TLS peer, most specific first (grpc's own order of preference).
 _IDENTITY_PROPERTIES = ("x509_subject_alternative_name", "x509_common_name")
 
@@ -41,21 +43,16 @@ class NativeContext(grpc.aio.ServicerContext[Any, Any]):
         auth: dict[str, list[bytes]],
         send: Callable[[bytes | str], Awaitable[None]],
         serialize: Callable[[Any], bytes] | None,
-        shadow_drawn: bool = False,
-        trace_drawn: bool = False,
-        access_drawn: bool = False,
+        drawn: Drawn = NOT_DRAWN,
     ) -> None:
-        """`shadow_drawn`: the native router drew this ModelInfer for its model's shadow copy (InferRequest);
-        `trace_drawn`: tracing sampled it in C++ (RequestTracer.start); `access_drawn`: drawn for the access log."""
+        """`drawn`: what the native path drew this ModelInfer for (the servicer reads it)."""
         self._metadata = metadata
         self._deadline = deadline  # time.monotonic() clock
         self._peer = peer
         self._auth = auth
         self._send = send
         self._serialize = serialize
-        self.shadow_drawn = shadow_drawn
-        self.trace_drawn = trace_drawn
-        self.access_drawn = access_drawn
+        self.drawn = drawn
         self.status_code = grpc.StatusCode.OK
         self.status_details = ""
         self.trailing: tuple[tuple[str, str | bytes], ...] = ()

@@ -22,6 +22,7 @@ from grpc.aio import AbortError
 
 from server.native.context import NativeContext, auth_properties, invocation_metadata
 from server.native.inference_path import NativeInferencePath
+from server.types import Drawn
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +163,7 @@ class NativeGrpcServer:
         remaining: float | None,
         peer: str,
         auth: list[tuple[str, bytes]],
-        shadow_drawn: bool = False,
-        trace_drawn: bool = False,
-        access_drawn: bool = False,
+        drawn: tuple[bool, bool, bool] = (False, False, False),
     ) -> None:
         handler = self._handlers.get(method)
         serialize = None if handler is None else handler.response_serializer
@@ -175,9 +174,7 @@ class NativeGrpcServer:
             auth_properties(auth),
             lambda message: self._write(call, message),
             serialize,
-            shadow_drawn,
-            trace_drawn,
-            access_drawn,
+            Drawn(*drawn),
         )
         call = _Call(call_id, handler, context)
         self._calls[call_id] = call

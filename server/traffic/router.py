@@ -58,7 +58,7 @@ class Router:
         version, route = decision
         loaded = record.loaded[version]
         loaded.recorder.routed(route)
-        if table.shadow_version is not None and (request.shadow_drawn or self._draw() < table.shadow_fraction):
+        if table.shadow_version is not None and (request.drawn.shadow or self._draw() < table.shadow_fraction):
             return loaded, record.loaded.get(table.shadow_version)
         return loaded, None
 
