@@ -97,7 +97,7 @@ class InferenceCore:
                 duration,
                 trace_id,
                 request.metadata,
-                request.drawn.access,
+                request.drawn.decision(request.drawn.access),
             )
         return InferResponse(
             model_name=loaded.model_name,

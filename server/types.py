@@ -61,13 +61,20 @@ class ModelSignature:
 
 @dataclass(frozen=True, slots=True)
 class Drawn:
-    """What the native frontend drew a request for before handing it to the Python path (native/src/fast_path.h's
-    Drawn, in the same order): the access log's share, tracing's sample, the model's shadow copy. The Python path
-    then logs, traces or copies it without drawing again: a share drawn twice would be squared."""
+    """The shares the native frontend drew for a request before handing it to the Python path
+    (native/src/fast_path.h's Drawn, in the same order): whether the access log writes it, tracing samples it, the
+    model's shadow copies it. When `decided`, the Python path follows these decisions instead of drawing again,
+    which would skew each share; else (every request of the Python frontend, and those the native path left
+    before drawing) it draws as always."""
 
+    decided: bool = False
     access: bool = False
     trace: bool = False
     shadow: bool = False
+
+    def decision(self, share: bool) -> bool | None:
+        """`share` (one of this record's flags) when the native path decided it, else None: draw."""
+        return share if self.decided else None
 
 
 NOT_DRAWN = Drawn()
@@ -90,7 +97,7 @@ class InferRequest:
     trace: RequestSpan | None = None
     """The request's span when tracing sampled it (the transport starts and ends it)."""
     drawn: Drawn = NOT_DRAWN
-    """What the native frontend already drew this request for (and so left to the Python path)."""
+    """The shares the native frontend already drew for this request (see Drawn)."""
 
 
 @dataclass(slots=True)

@@ -382,22 +382,15 @@ bool admit(const std::shared_ptr<const FastTable>& table, FastRequest& request, 
   request.table = table;
   request.rows = spec.max_batch_size > 0 ? static_cast<int>(batch) : 1;
   request.bytes = bytes;
-  if (table->access_sample > 0 && (table->access_sample >= 1.0 || random_fraction() < table->access_sample)) {
-    request.drawn.access = true;  // the Python path writes its access-log line
-    return false;
-  }
-  if (table->sampling.enabled && trace_sampled(table->sampling, metadata)) {
-    // Sampled: the Python path gives it its spans (and draws its shadow copy, if any, itself).
-    request.drawn.trace = true;
-    return false;
-  }
-  if (message.model_version().empty() && routes->shadow_fraction > 0 && random_fraction() < routes->shadow_fraction) {
-    // Drawn last, once everything else would have kept it here: a request delegated for another reason is drawn
-    // once, by Python, like any other.
-    request.drawn.shadow = true;
-    return false;
-  }
-  return true;
+  // The shares it could go to Python for, all drawn here, once (fast_path.h's Drawn): tracing's decision also reads
+  // the caller's traceparent; a shadow copy is only for a request that names no version, as in the Python router.
+  Drawn& drawn = request.drawn;
+  drawn.decided = true;
+  drawn.access = table->access_sample > 0 && (table->access_sample >= 1.0 || random_fraction() < table->access_sample);
+  drawn.trace = table->sampling.enabled && trace_sampled(table->sampling, metadata);
+  drawn.shadow = message.model_version().empty() && routes->shadow_fraction > 0 &&
+                 random_fraction() < routes->shadow_fraction;
+  return !(drawn.access || drawn.trace || drawn.shadow);
 }
 
 }  // namespace oip

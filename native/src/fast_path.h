@@ -101,10 +101,12 @@ int sticky_bucket(std::uint32_t salt_crc, const std::string& key);
 // A request's first value for a metadata key (lower case, as gRPC spells it); false when it has none.
 using MetadataLookup = std::function<bool(const std::string& key, std::string& value)>;
 
-// What admit() drew a request for, leaving it to the Python path (server.types.Drawn, in the same order): the
-// access log's share, tracing's sample, the shadow copy's fraction. Python must not draw again (a share drawn twice
-// is squared), so each flag travels with the call to Python.
+// The shares admit() drew for a request (server.types.Drawn, in the same order): the access log's, tracing's sample,
+// the shadow copy's fraction. All three are drawn once a request would otherwise stay native; if any wants it, the
+// Python path takes it and follows all three decisions (drawing again there would skew the shares). `decided`
+// false: the request left before the draws, and Python draws each itself.
 struct Drawn {
+  bool decided = false;
   bool access = false;
   bool trace = false;
   bool shadow = false;

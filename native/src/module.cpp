@@ -142,7 +142,7 @@ std::shared_ptr<oip::FastTable> fast_table(nb::list versions, nb::list models) {
 }
 
 // The waiting events as tuples (docs/native-data-plane.md): (0, call, method, metadata, deadline_remaining or None,
-// peer, auth_properties, (drawn for the access log, tracing, a shadow copy)), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
+// peer, auth_properties, (drawn: decided, access log, tracing, shadow copy)), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
 // (4, call) a write has gone out, (5, ...) a batch (batch_event), (6, ticket, outcome, waited_ns) a Python-path
 // request that never ran (0 cancelled, 1 expired, 2 stopping), (7, version key, outcome, waited_ns, request id) a
 // native-path request that never ran.
@@ -161,7 +161,7 @@ nb::list take_events(oip::NativeServer& server) {
             kind, event.call, nb::str(event.payload.data(), event.payload.size()), pairs(event.metadata),
             event.deadline_remaining < 0 ? nb::none() : nb::cast(event.deadline_remaining),
             nb::str(event.peer.data(), event.peer.size()), pairs(event.auth_properties),
-            nb::make_tuple(event.drawn.access, event.drawn.trace, event.drawn.shadow)));
+            nb::make_tuple(event.drawn.decided, event.drawn.access, event.drawn.trace, event.drawn.shadow)));
         break;
       case oip::CallEvent::Kind::kMessage:
         taken.append(nb::make_tuple(kind, event.call, nb::bytes(event.payload.data(), event.payload.size())));

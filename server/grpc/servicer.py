@@ -107,7 +107,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> bytes:
         tracer = self._tracer
         if tracer is not None:  # with tracing off, this check is all it costs
-            trace = tracer.start(method, context.invocation_metadata, drawn_for(context).trace)
+            drawn = drawn_for(context)
+            trace = tracer.start(method, context.invocation_metadata, drawn.decision(drawn.trace))
             if trace is not None:
                 return await self._infer_traced(request, context, deadline, trace)
         return self._responses.encode(await self._core.infer(self._decode(request, context, deadline)))

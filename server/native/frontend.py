@@ -163,7 +163,7 @@ class NativeGrpcServer:
         remaining: float | None,
         peer: str,
         auth: list[tuple[str, bytes]],
-        drawn: tuple[bool, bool, bool] = (False, False, False),
+        drawn: tuple[bool, bool, bool, bool] = (False, False, False, False),
     ) -> None:
         handler = self._handlers.get(method)
         serialize = None if handler is None else handler.response_serializer

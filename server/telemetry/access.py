@@ -38,12 +38,14 @@ class AccessLog:
         duration_ns: int,
         trace_id: str | None,
         metadata: Callable[[], Any] | None,
-        drawn: bool = False,
+        decided: bool | None = None,
     ) -> None:
         """One request answered OK. `trace_id` is its span's, when it was traced; else the caller's traceparent
         (in `metadata`, the transport's (key, value) pairs, fetched only for a line that is written) gives it.
-        `drawn`: the native frontend already drew it for the log (drawing again would log the share squared)."""
-        if not drawn and self._sample < 1.0 and self._draw() >= self._sample:
+        `decided`: the native frontend's draw for the log, when it made one (drawing again would skew the share)."""
+        if decided is None:
+            decided = self._sample >= 1.0 or self._draw() < self._sample
+        if not decided:
             return
         if trace_id is None:
             trace_id = trace_id_from(None if metadata is None else metadata())

@@ -103,15 +103,19 @@ class RequestTracer:
     def policy(self) -> SamplingPolicy:
         return self._policy
 
-    def start(self, method: str, metadata: Callable[[], Metadata | None], drawn: bool = False) -> RequestSpan | None:
+    def start(
+        self, method: str, metadata: Callable[[], Metadata | None], decided: bool | None = None
+    ) -> RequestSpan | None:
         """The span of a request to `method`, or None when it is not sampled.
 
         `metadata` is called only when the decision needs the caller's flag or the request is sampled:
-        grpc.aio rebuilds the metadata tuple on each call (about 12,900 instructions). `drawn`: the native
-        frontend already sampled it by the same policy (deciding again would sample a root with the ratio squared).
+        grpc.aio rebuilds the metadata tuple on each call (about 12,900 instructions). `decided`: the native
+        frontend's decision by the same policy, when it made one (deciding again would skew the ratio).
         """
         policy = self._policy
-        if drawn:
+        if decided is not None:
+            if not decided:
+                return None
             pairs = metadata() or ()
         elif policy.parent_based:
             pairs = metadata() or ()

@@ -58,9 +58,14 @@ class Router:
         version, route = decision
         loaded = record.loaded[version]
         loaded.recorder.routed(route)
-        if table.shadow_version is not None and (request.drawn.shadow or self._draw() < table.shadow_fraction):
+        if table.shadow_version is not None and self._copied(request, table):
             return loaded, record.loaded.get(table.shadow_version)
         return loaded, None
+
+    def _copied(self, request: InferRequest, table: RoutingTable) -> bool:
+        """Whether the shadow version gets a copy: the native path's decision when it drew one, else a draw."""
+        decided = request.drawn.decision(request.drawn.shadow)
+        return self._draw() < table.shadow_fraction if decided is None else decided
 
     def _decide(self, table: RoutingTable, request: InferRequest) -> tuple[int, Route] | None:
         key = self._sticky_key(table, request) if table.sticky_key else None

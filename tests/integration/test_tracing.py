@@ -252,6 +252,26 @@ async def test_a_sampled_access_log_writes_that_share_once_and_the_rest_stay_nat
     assert native == (count - lines if frontend == "native" else 0)
 
 
+async def test_tracing_and_the_access_log_together_keep_their_shares(
+    repository: Path, receiver: TraceReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # On the native frontend a request handed to Python for one share carries C++'s decision on the other too:
+    # were it drawn again there, the log would write 5/8 of the requests, not half.
+    settings = otlp(receiver, "traceidratio").model_copy(update={"traces_sampler_arg": 0.5})
+    count = 800
+    with caplog.at_level(logging.INFO, logger="server.access"):
+        async with serving(repository, settings, access_sample=0.5) as (app, stub):
+            for start in range(0, count, 50):
+                await asyncio.gather(*(stub.ModelInfer(simple_request(f"r{i}")) for i in range(start, start + 50)))
+            native = native_requests(app)
+            frontend = app.frontend
+    logged = {record.__dict__["request_id"] for record in caplog.records if record.name == "server.access"}
+    traced = {span.attributes["inference.request.id"] for span in receiver.named(REQUEST_SPAN)}
+    bound = 5 * (count * 0.25) ** 0.5  # 5 standard deviations of a 50 % share: 71
+    assert abs(len(logged) - count / 2) < bound and abs(len(traced) - count / 2) < bound, (len(logged), len(traced))
+    assert native == (count - len(logged | traced) if frontend == "native" else 0)
+
+
 def test_each_worker_exports_its_own_spans_set_by_flags(repository: Path, receiver: TraceReceiver) -> None:
     env = {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_TRACES_EXPORTER": "console"}  # the flag wins over the variable
     flags = ("--workers", "2", "--traces-exporter", "otlp", "--otlp-endpoint", receiver.endpoint)

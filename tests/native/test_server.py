@@ -69,8 +69,8 @@ def test_a_unary_call_is_delegated_as_events_and_answered_with_finish(server: An
     )
     _, call, method, metadata, remaining, peer, auth, drawn = events.until(STARTED)
     assert method == "/test.Echo/Say"
-    # (access log, trace, shadow copy): only a ModelInfer the native path drew for one of them says True.
-    assert drawn == (False, False, False)
+    # (decided, access log, trace, shadow copy): only a ModelInfer that reached the native path's draws is decided.
+    assert drawn == (False, False, False, False)
     assert ("x-tenant", b"acme") in metadata and ("x-token-bin", b"\x00\xff") in metadata
     assert 8.0 < remaining <= 10.5  # gRPC rounds the timeout it sends up (10.099 s for 10 s)
     assert peer.startswith("ipv4:127.0.0.1:")
