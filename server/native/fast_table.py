@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from server.repository.records import ModelRecord
+from server.routing.table import Layout as RoutingLayout
 from server.versions.loaded import LoadedVersion
 
 VersionRow = tuple[Any, ...]
@@ -101,24 +102,25 @@ def unversioned_routes(record: ModelRecord, keys: VersionKeys) -> tuple[Layout, 
     if table is None:
         return _PYTHON_ROUTES
 
-    def key_of(version: int) -> int | None:
-        loaded = record.loaded.get(version)
-        return keys.key(loaded) if loaded is not None and eligible(loaded) else None
+    def keyed(layout: RoutingLayout | None, only_ready: bool) -> Layout | None:
+        """`layout` with version keys (NOT_READY for a version not ready, when `only_ready`); None when one of its
+        versions is not served natively."""
+        rows: Layout = []
+        if layout is None:
+            return rows
+        for start, version in zip(layout.starts, layout.versions, strict=True):
+            loaded = record.loaded.get(version)
+            if only_ready and version not in table.ready:
+                rows.append((start, NOT_READY))
+            elif loaded is not None and eligible(loaded):
+                rows.append((start, keys.key(loaded)))
+            else:
+                return None
+        return rows
 
-    primary: Layout = []
-    if table.primary is not None:
-        for start, version in zip(table.primary.starts, table.primary.versions, strict=True):
-            key = key_of(version) if version in table.ready else NOT_READY
-            if key is None:
-                return _PYTHON_ROUTES
-            primary.append((start, key))
-    fallback: Layout = []
-    if table.fallback is not None:
-        for start, version in zip(table.fallback.starts, table.fallback.versions, strict=True):
-            key = key_of(version)
-            if key is None:
-                return _PYTHON_ROUTES
-            fallback.append((start, key))
+    primary, fallback = keyed(table.primary, True), keyed(table.fallback, False)
+    if primary is None or fallback is None:
+        return _PYTHON_ROUTES
     if not fallback and all(key == NOT_READY for _, key in primary):
         return _PYTHON_ROUTES  # no version can take the request: the Python router says why
     shadow = table.shadow_fraction if table.shadow_version is not None else 0.0
