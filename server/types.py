@@ -80,6 +80,19 @@ class Drawn:
 NOT_DRAWN = Drawn()
 
 
+class DrawnMessage(bytes):
+    """A ModelStreamInfer message the native frontend drew for the Python path: its bytes, and in `drawn` the
+    shares it drew (the native path decides them per message on a stream, per call otherwise). The grpc.aio
+    frontend's messages are plain bytes."""
+
+    drawn: Drawn
+
+
+def message_drawn(raw: bytes) -> Drawn | None:
+    """What the native frontend drew a streamed message for, or None when it did not draw."""
+    return raw.drawn if isinstance(raw, DrawnMessage) else None
+
+
 @dataclass(slots=True)
 class InferRequest:
     """One inference request, decoded from the wire."""

@@ -118,6 +118,7 @@ struct Drawn {
 struct FastRequest {
   std::uint64_t call = 0;
   std::uint64_t ticket = 0;
+  bool streamed = false;  // a ModelStreamInfer message: answered as a message on its stream, which stays open
   std::vector<std::string> owned;  // a ticket's inputs, in the signature's order
   int priority = 0;                // 0: the version's default level
   std::int64_t deadline_ns = -1;   // monotonic; a request still queued then is never executed

@@ -142,7 +142,7 @@ std::shared_ptr<oip::FastTable> fast_table(nb::list versions, nb::list models) {
 }
 
 // The waiting events as tuples (docs/native-data-plane.md): (0, call, method, metadata, deadline_remaining or None,
-// peer, auth_properties, (drawn: decided, access log, tracing, shadow copy)), (1, call, message bytes), (2, call) half-closed, (3, call, cancelled),
+// peer, auth_properties, (drawn: decided, access log, tracing, shadow copy)), (1, call, message bytes, drawn), (2, call) half-closed, (3, call, cancelled),
 // (4, call) a write has gone out, (5, ...) a batch (batch_event), (6, ticket, outcome, waited_ns) a Python-path
 // request that never ran (0 cancelled, 1 expired, 2 stopping), (7, version key, outcome, waited_ns, request id) a
 // native-path request that never ran.
@@ -164,7 +164,9 @@ nb::list take_events(oip::NativeServer& server) {
             nb::make_tuple(event.drawn.decided, event.drawn.access, event.drawn.trace, event.drawn.shadow)));
         break;
       case oip::CallEvent::Kind::kMessage:
-        taken.append(nb::make_tuple(kind, event.call, nb::bytes(event.payload.data(), event.payload.size())));
+        taken.append(nb::make_tuple(
+            kind, event.call, nb::bytes(event.payload.data(), event.payload.size()),
+            nb::make_tuple(event.drawn.decided, event.drawn.access, event.drawn.trace, event.drawn.shadow)));
         break;
       case oip::CallEvent::Kind::kHalfClosed:
       case oip::CallEvent::Kind::kWritten:
@@ -218,6 +220,22 @@ NB_MODULE(oip_native, module) {
       },
       nb::arg("model_name"), nb::arg("model_version"), nb::arg("id"), nb::arg("outputs"),
       "The native path's ModelInferResponse bytes: outputs [(name, datatype, shape, raw bytes)].");
+  module.def(
+      "encode_stream_response",
+      [](nb::bytes infer_response) {
+        std::string wire = oip::encode_stream_response(std::string(infer_response.c_str(), infer_response.size()));
+        return nb::bytes(wire.data(), wire.size());
+      },
+      nb::arg("infer_response"), "The native path's ModelStreamInferResponse bytes for a served streamed request.");
+  module.def(
+      "encode_stream_error",
+      [](int code, const std::string& details, const std::string& model_name, const std::string& model_version,
+         const std::string& id) {
+        std::string wire = oip::encode_stream_error(code, details, model_name, model_version, id);
+        return nb::bytes(wire.data(), wire.size());
+      },
+      nb::arg("code"), nb::arg("details"), nb::arg("model_name"), nb::arg("model_version"), nb::arg("id"),
+      "The native path's ModelStreamInferResponse bytes for a failed streamed request.");
   module.def(
       "sticky_bucket",
       [](std::uint32_t salt_crc, nb::bytes key) {

@@ -74,4 +74,40 @@ std::string encode_response(const std::string& model_name, const std::string& mo
   return out;
 }
 
+namespace {
+
+constexpr char kStreamError = 0x0a, kStreamResponse = 0x12;  // ModelStreamInferResponse fields 1 and 2
+
+// infer_response is always written, even empty: Python sets the message, which makes it present.
+void embedded(std::string& out, const std::string& message) {
+  out.push_back(kStreamResponse);
+  varint(out, message.size());
+  out += message;
+}
+
+}  // namespace
+
+std::string encode_stream_response(const std::string& infer_response) {
+  std::string out;
+  out.reserve(infer_response.size() + 11);
+  embedded(out, infer_response);
+  return out;
+}
+
+std::string encode_stream_error(int code, const std::string& details, const std::string& model_name,
+                                const std::string& model_version, const std::string& id) {
+  std::string out;
+  text(out, kStreamError, std::string(status_code_name(code)) + ": " + details);
+  embedded(out, encode_response(model_name, model_version, id, {}));
+  return out;
+}
+
+const char* status_code_name(int code) {
+  static const char* const kNames[] = {
+      "OK",           "CANCELLED",         "UNKNOWN",        "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+      "OUT_OF_RANGE", "UNIMPLEMENTED",     "INTERNAL",       "UNAVAILABLE",      "DATA_LOSS",         "UNAUTHENTICATED"};
+  return code >= 0 && code < static_cast<int>(sizeof(kNames) / sizeof(kNames[0])) ? kNames[code] : "UNKNOWN";
+}
+
 }  // namespace oip

@@ -41,12 +41,22 @@ struct Call {
     std::optional<grpc::ByteBuffer> last;
   };
 
+  // A message waiting to be written: Python's (it hears when it has gone out), or the answer to a streamed
+  // request the native path served (`held`: what it counted against the stream's native budget).
+  struct PendingWrite {
+    std::string bytes;
+    bool native = false;
+    std::size_t held = 0;
+  };
+
   std::uint64_t id = 0;
   grpc::GenericServerContext context;
   grpc::GenericServerAsyncReaderWriter stream;
   grpc::ByteBuffer read_buffer;
   grpc::ByteBuffer write_buffer;
-  std::deque<std::string> pending_writes;
+  std::deque<PendingWrite> pending_writes;
+  bool writing_native = false;     // the write going out is a native answer...
+  std::size_t writing_held = 0;    // ...holding this much of the stream's budget
   std::optional<Ending> ending;
   bool reading = false;
   bool half_closed = false;
@@ -57,6 +67,14 @@ struct Call {
   // A ModelInfer call's started event waits for its message: posted only if Python is to serve it.
   bool deferred = false;
   Drawn drawn;  // what the native path drew it for (told to Python when it starts)
+  // ModelStreamInfer: messages the native path can serve are taken in C++ as they are read (Python never sees
+  // them) and answered on the stream; the rest go to the stream's Python handler as ever. The stream's ending
+  // (Python's finish) waits until every native message has been answered and written.
+  bool native_stream = false;
+  std::size_t native_in_flight = 0;  // native messages not yet answered and written
+  std::size_t native_held = 0;       // their request bytes, and their answers' once answered
+  bool read_held = false;            // the next read waits for the native budget to free (flow control)
+  Drawn message_drawn;               // what the native path drew the message it hands to Python for
   Tag started_tag, read_tag, written_tag, finished_tag, done_tag;
 };
 
@@ -103,6 +121,11 @@ grpc::ByteBuffer buffer_of(std::string message) {
 std::string text(grpc::string_ref ref) { return std::string(ref.data(), ref.size()); }
 
 const std::string kModelInfer = "/inference.GRPCInferenceService/ModelInfer";
+const std::string kModelStreamInfer = "/inference.GRPCInferenceService/ModelStreamInfer";
+// server/grpc/streaming.py's per-stream bounds (MAX_IN_FLIGHT_PER_STREAM, MAX_STREAM_BYTES), applied to the
+// messages the native path serves; the Python handler bounds the stream's other messages by the same numbers.
+constexpr std::size_t kStreamMaxRequests = 1024;
+constexpr std::size_t kStreamMaxBytes = std::size_t{64} << 20;
 // server/grpc/draining.py's SHUTTING_DOWN.
 const std::string kShuttingDown = "server is shutting down; retry on another replica";
 
@@ -188,7 +211,9 @@ void NativeServer::on_started(Call* call, bool ok) {
   if (running_) {
     request_next_call();  // the next call, before this one is served
   }
-  call->deferred = call->context.method() == kModelInfer && admitting_ && current_table() != nullptr;
+  const bool served = admitting_ && current_table() != nullptr;
+  call->deferred = served && call->context.method() == kModelInfer;
+  call->native_stream = served && call->context.method() == kModelStreamInfer;
   if (!call->deferred) {
     post_started(call, call->context.method());
   }
@@ -224,6 +249,9 @@ void NativeServer::on_read(Call* call, bool ok) {
   if (call->deferred && ok && serve_natively(call)) {
     return;
   }
+  if (call->native_stream && ok && serve_streamed(call)) {
+    return;
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   if (call->deferred) {  // Python serves it after all: it hears of the call now, then of its message
     call->deferred = false;
@@ -242,7 +270,10 @@ void NativeServer::on_read(Call* call, bool ok) {
     free_if_idle(call);
     return;
   }
-  events_.post(CallEvent{CallEvent::Kind::kMessage, call->id, contents(call->read_buffer)});
+  CallEvent message{CallEvent::Kind::kMessage, call->id, contents(call->read_buffer)};
+  message.drawn = call->message_drawn;
+  call->message_drawn = Drawn{};
+  events_.post(std::move(message));
   call->read_buffer.Clear();
   call->reading = false;  // the next read waits for Python's read_next(): flow control reaches the client
   free_if_idle(call);
@@ -255,6 +286,9 @@ bool NativeServer::read_next(std::uint64_t id) {
     return false;
   }
   Call* call = found->second;
+  if (call->read_held) {
+    return true;  // the read Python asks for starts once the stream's native answers have gone out
+  }
   if (call->reading || call->finishing || call->half_closed) {
     return false;
   }
@@ -266,9 +300,21 @@ bool NativeServer::read_next(std::uint64_t id) {
 void NativeServer::on_written(Call* call, bool ok) {
   std::lock_guard<std::mutex> lock(mutex_);
   call->writing = false;
-  std::size_t settled = 1;
+  std::size_t settled = 0;  // Python's writes that have gone out (or never will)
+  if (call->writing_native) {
+    call->writing_native = false;
+    settle_native(call, call->writing_held);
+  } else {
+    settled = 1;
+  }
   if (!ok) {  // the stream is broken: nothing more reaches the client, and Python must not wait for it
-    settled += call->pending_writes.size();
+    for (const auto& pending : call->pending_writes) {
+      if (pending.native) {
+        settle_native(call, pending.held);
+      } else {
+        ++settled;
+      }
+    }
     call->pending_writes.clear();
   }
   for (std::size_t i = 0; i < settled; ++i) {
@@ -298,14 +344,17 @@ void NativeServer::pump(Call* call) {
     return;
   }
   if (!call->pending_writes.empty()) {
-    call->write_buffer = buffer_of(std::move(call->pending_writes.front()));
+    auto& next = call->pending_writes.front();
+    call->write_buffer = buffer_of(std::move(next.bytes));
+    call->writing_native = next.native;
+    call->writing_held = next.held;
     call->pending_writes.pop_front();
     call->writing = true;
     call->stream.Write(call->write_buffer, &call->written_tag);
     return;
   }
-  if (!call->ending) {
-    return;
+  if (!call->ending || call->native_in_flight > 0) {
+    return;  // a stream ends once its native messages' answers have gone out too
   }
   call->finishing = true;
   if (call->ending->last) {
@@ -330,7 +379,7 @@ bool NativeServer::write(std::uint64_t id, std::string message) {
   if (found == calls_.end() || found->second->ending || queue_closed_) {
     return false;
   }
-  found->second->pending_writes.push_back(std::move(message));
+  found->second->pending_writes.push_back(Call::PendingWrite{std::move(message)});
   pump(found->second);
   return true;
 }
@@ -523,7 +572,7 @@ bool NativeServer::discard(int key, std::uint64_t ticket) {
   return found != batchers_.end() && found->second->discard(ticket);
 }
 
-bool NativeServer::serve_natively(Call* call) {
+std::unique_ptr<FastRequest> NativeServer::parse_admitted(Call* call, bool streamed) {
   auto table = current_table();
   auto request = std::make_unique<FastRequest>();
   grpc::ProtoBufferReader reader(&call->read_buffer);
@@ -536,20 +585,31 @@ bool NativeServer::serve_natively(Call* call) {
     value.assign(first->second.data(), first->second.size());
     return true;
   };
-  std::int64_t transport_deadline_ns = -1;  // gRPC's deadline on the monotonic clock
+  // gRPC's deadline on the monotonic clock. A stream's deadline is the stream's, not its requests' (the Python
+  // path gives streamed requests none either).
+  std::int64_t transport_deadline_ns = -1;
   const auto deadline = call->context.deadline();
-  if (deadline != std::chrono::system_clock::time_point::max()) {
+  if (!streamed && deadline != std::chrono::system_clock::time_point::max()) {
     transport_deadline_ns = monotonic_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                  deadline - std::chrono::system_clock::now()).count();
   }
   if (!request->message.ParseFromZeroCopyStream(&reader) ||
       !admit(table, *request, metadata, transport_deadline_ns)) {
-    call->drawn = request->drawn;
-    return false;  // Python decodes it again and says what is wrong, or serves what the native path does not
+    (streamed ? call->message_drawn : call->drawn) = request->drawn;
+    return nullptr;  // Python decodes it again and says what is wrong, or serves what the native path does not
   }
-  const std::size_t size = call->read_buffer.Length();
   request->call = call->id;
-  request->bytes = size;
+  request->streamed = streamed;
+  request->bytes = call->read_buffer.Length();
+  return request;
+}
+
+bool NativeServer::serve_natively(Call* call) {
+  auto request = parse_admitted(call, false);
+  if (request == nullptr) {
+    return false;
+  }
+  const std::size_t size = request->bytes;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     call->reading = false;
@@ -565,9 +625,7 @@ bool NativeServer::serve_natively(Call* call) {
             ? "server is handling " + std::to_string(calls) +
                   " inference calls, its limit (--max-concurrent-rpcs, SERVER_GRPC_MAX_CONCURRENT_RPCS); retry with "
                   "backoff"
-            : "server is holding " + std::to_string(held) + " bytes of requests and this " + std::to_string(size) +
-                  "-byte request would pass its limit of " + std::to_string(max_bytes_) +
-                  " (--max-inflight-bytes, SERVER_GRPC_MAX_INFLIGHT_BYTES); retry";
+            : too_many_bytes(held, size);
     finish_call(request->call, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message), std::nullopt, {});
     return true;
   }
@@ -586,6 +644,101 @@ bool NativeServer::serve_natively(Call* call) {
   return true;
 }
 
+bool NativeServer::serve_streamed(Call* call) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (call->ending || call->finishing || !admitting_) {
+      return false;  // Python ends the stream, or refuses what it reads while draining
+    }
+  }
+  auto request = parse_admitted(call, true);
+  if (request == nullptr) {
+    return false;
+  }
+  const std::size_t size = request->bytes;
+  std::size_t held = 0;
+  // Past the server's byte bound, the request alone is refused (in CallLimits' words) and the stream goes on.
+  const bool admitted = admit_bytes(size, held) == 0;
+  native_calls_.fetch_add(1);
+  FastRequest echo;  // what a refusal answers with
+  echo.call = request->call;
+  echo.streamed = true;
+  echo.bytes = admitted ? size : 0;  // a refused request holds no bytes
+  echo.message.set_model_name(request->message.model_name());
+  echo.message.set_model_version(request->message.model_version());
+  echo.message.set_id(request->message.id());
+  {
+    // Counted before the batcher has it: its answer may come back at once.
+    std::lock_guard<std::mutex> lock(mutex_);
+    call->read_buffer.Clear();
+    call->native_in_flight += 1;
+    call->native_held += echo.bytes;
+    read_on(call);
+  }
+  if (!admitted) {
+    finish_native(echo, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, too_many_bytes(held, size)), std::nullopt);
+    return true;
+  }
+  VersionBatcher* batcher = batcher_for(*request->spec);
+  if (!batcher->enqueue(std::move(request))) {
+    finish_native(echo, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, batcher->full_message()),
+                  std::nullopt);
+  }
+  return true;
+}
+
+void NativeServer::read_on(Call* call) {
+  // The message Python asked for has not reached it yet: read the next one, unless the native messages
+  // in flight fill the stream's budget (then reading resumes as their answers go out: settle_native).
+  if (call->half_closed || call->finishing || call->ending || queue_closed_) {
+    call->reading = false;
+    return;
+  }
+  if (call->native_in_flight >= kStreamMaxRequests || call->native_held >= kStreamMaxBytes) {
+    call->reading = false;
+    call->read_held = true;
+    return;
+  }
+  call->reading = true;
+  call->stream.Read(&call->read_buffer, &call->read_tag);
+}
+
+void NativeServer::settle_native(Call* call, std::size_t held) {
+  call->native_in_flight -= 1;
+  call->native_held -= held;
+  if (call->read_held && call->native_in_flight < kStreamMaxRequests && call->native_held < kStreamMaxBytes) {
+    call->read_held = false;
+    read_on(call);
+  }
+}
+
+void NativeServer::answer_streamed(const FastRequest& request, const grpc::Status& status,
+                                   std::optional<std::string> wire) {
+  std::string message =
+      status.ok() && wire ? encode_stream_response(*wire)
+                          : encode_stream_error(static_cast<int>(status.error_code()), status.error_message(),
+                                                request.message.model_name(), request.message.model_version(),
+                                                request.message.id());
+  native_calls_.fetch_sub(1);
+  release_bytes(request.bytes);  // the server's bound counts a request until it is answered, as Python's
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto found = calls_.find(request.call);
+  if (found == calls_.end()) {
+    return;  // cannot happen: a stream is not freed while native messages are in flight
+  }
+  Call* call = found->second;
+  const std::size_t held = request.bytes + message.size();
+  call->native_held += message.size();
+  if (call->done || queue_closed_) {  // the client has gone: nothing to write
+    settle_native(call, held);
+    pump(call);
+    free_if_idle(call);
+    return;
+  }
+  call->pending_writes.push_back(Call::PendingWrite{std::move(message), true, held});
+  pump(call);
+}
+
 bool NativeServer::alive(std::uint64_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto found = calls_.find(id);
@@ -593,10 +746,25 @@ bool NativeServer::alive(std::uint64_t id) {
 }
 
 void NativeServer::finish_native(const FastRequest& request, const grpc::Status& status,
-                                 std::optional<grpc::ByteBuffer> last) {
+                                 std::optional<std::string> wire) {
+  if (request.streamed) {
+    answer_streamed(request, status, std::move(wire));
+    return;
+  }
+  std::optional<grpc::ByteBuffer> last;
+  if (wire) {
+    last = buffer_of(std::move(*wire));
+  }
   finish_call(request.call, status, std::move(last), {});
   native_calls_.fetch_sub(1);
   release_call(request.bytes);
+}
+
+std::string NativeServer::too_many_bytes(std::size_t held, std::size_t size) const {
+  // server.grpc.overload.CallLimits' words.
+  return "server is holding " + std::to_string(held) + " bytes of requests and this " + std::to_string(size) +
+         "-byte request would pass its limit of " + std::to_string(max_bytes_) +
+         " (--max-inflight-bytes, SERVER_GRPC_MAX_INFLIGHT_BYTES); retry";
 }
 
 int NativeServer::admit_call(std::size_t size, std::size_t& calls, std::size_t& held) {
@@ -722,7 +890,7 @@ void NativeServer::send(const AnswerJob& job) {
     }
     std::string wire = encode_response(request.spec->model_name, request.spec->version_text, request.message.id(),
                                        tensors);
-    finish_native(request, grpc::Status::OK, buffer_of(std::move(wire)));
+    finish_native(request, grpc::Status::OK, std::move(wire));
   }
 }
 

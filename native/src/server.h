@@ -123,6 +123,7 @@ class NativeServer {
   // admitted, 1 past max_calls, 2 past max_bytes; `calls` and `held` are the counts it saw.
   int admit_call(std::size_t size, std::size_t& calls, std::size_t& held);
   void release_call(std::size_t size);
+  std::string too_many_bytes(std::size_t held, std::size_t size) const;  // the refusal past max_bytes
   int admit_bytes(std::size_t size, std::size_t& held);  // a streamed request: bytes only
   void release_bytes(std::size_t size) { held_bytes_.fetch_sub(size); }
 
@@ -138,11 +139,20 @@ class NativeServer {
   void pump(Call* call);  // with mutex_ held: start the next write, or the finish once writes are out
   void free_if_idle(Call* call);
   bool serve_natively(Call* call);
+  // A ModelInfer(/ModelStreamInfer message)'s request when the native path takes it (nullptr: Python's).
+  std::unique_ptr<FastRequest> parse_admitted(Call* call, bool streamed);
+  // A ModelStreamInfer message just read: true when the native path took it (it answers on the stream).
+  bool serve_streamed(Call* call);
+  void read_on(Call* call);  // with mutex_ held: the stream's next read, unless its native budget is full
+  void settle_native(Call* call, std::size_t held);  // with mutex_ held: a native answer has gone out (or never will)
+  void answer_streamed(const FastRequest& request, const grpc::Status& status, std::optional<std::string> wire);
   void dropped(const FastRequest& request, VersionBatcher::Outcome outcome, std::int64_t waited_ns);  // a ModelInfer call's first message: true when the native path took it
   void post_started(Call* call, std::string method);
   bool finish_call(std::uint64_t call, const grpc::Status& status, std::optional<grpc::ByteBuffer> last,
                    const Metadata& trailing);
-  void finish_native(const FastRequest& request, const grpc::Status& status, std::optional<grpc::ByteBuffer> last);
+  // Answers a native-path request: finishes its call, or writes its answer on its stream (wire: the served
+  // ModelInferResponse; nothing for a failure).
+  void finish_native(const FastRequest& request, const grpc::Status& status, std::optional<std::string> wire);
   void deliver(std::shared_ptr<Batch> batch);
   void respond();  // the responder thread: encodes and sends the answers of executed batches
   void send(const AnswerJob& job);

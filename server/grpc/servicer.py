@@ -34,7 +34,7 @@ from server.telemetry.failures import log_failed_request
 from server.telemetry.ratelimit import RateLimitedLog
 from server.tracing.requests import RequestSpan, RequestTracer
 from server.traffic.coordinator import Coordinator
-from server.types import NOT_DRAWN, Drawn, InferRequest
+from server.types import NOT_DRAWN, Drawn, InferRequest, message_drawn
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -107,7 +107,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> bytes:
         tracer = self._tracer
         if tracer is not None:  # with tracing off, this check is all it costs
-            drawn = drawn_for(context)
+            drawn = drawn_for(context) if request.drawn is None else request.drawn
             trace = tracer.start(method, context.invocation_metadata, drawn.decision(drawn.trace))
             if trace is not None:
                 return await self._infer_traced(request, context, deadline, trace)
@@ -139,7 +139,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise
         decoded.deadline = deadline
         decoded.metadata = context.invocation_metadata  # read only when routing needs a sticky key
-        decoded.drawn = drawn_for(context)
+        decoded.drawn = drawn_for(context) if request.drawn is None else request.drawn
         return decoded
 
     # ------------------------------------------------------------ health
@@ -199,7 +199,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelStreamInfer(self, request_iterator: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
         def parse(raw: bytes) -> ParsedRequest:
-            return self._parse(raw, context, "ModelStreamInfer")
+            parsed = self._parse(raw, context, "ModelStreamInfer")
+            drawn = message_drawn(raw)  # the native frontend draws per message on a stream
+            return parsed if drawn is None else parsed._replace(drawn=drawn)
 
         async def infer(request: ParsedRequest) -> bytes:
             return await self._infer(request, context, method="ModelStreamInfer")

@@ -13,7 +13,7 @@ from oip.v1 import grpc_service_pb2 as pb
 from server.errors import InvalidInputError, MalformedRequestError
 from server.grpc.request_wire import SPLIT_MIN_BYTES, split_raw_contents
 from server.names import shown
-from server.types import InferRequest, ParameterValue
+from server.types import Drawn, InferRequest, ParameterValue
 
 Blobs = Sequence[bytes | memoryview]
 
@@ -23,6 +23,8 @@ class ParsedRequest(NamedTuple):
     blobs: Blobs | None = None
     """The raw_input_contents, as views of the wire bytes, when they were split off a large message
     (server.grpc.request_wire); None: they are in `message`."""
+    drawn: Drawn | None = None
+    """A streamed message's draws by the native frontend (server.types.DrawnMessage); None: the call's."""
 
 
 def parse_infer_request(raw: bytes) -> ParsedRequest:

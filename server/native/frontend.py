@@ -22,7 +22,7 @@ from grpc.aio import AbortError
 
 from server.native.context import NativeContext, auth_properties, invocation_metadata
 from server.native.inference_path import NativeInferencePath
-from server.types import Drawn
+from server.types import Drawn, DrawnMessage
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class NativeGrpcServer:
             if call is None:  # answered and forgotten: a late read or done event
                 continue
             if kind == _MESSAGE:
-                self._message(call, event[2])
+                self._message(call, event[2], event[3])
             elif kind == _WRITTEN:
                 call.unsent -= 1
                 call.sent.set()
@@ -184,8 +184,12 @@ class NativeGrpcServer:
             call.requests = asyncio.Queue()
             call.task = asyncio.create_task(self._serve(call, self._requests(call)))
 
-    def _message(self, call: _Call, raw: bytes) -> None:
+    def _message(self, call: _Call, raw: bytes, drawn: tuple[bool, bool, bool, bool]) -> None:
         if call.requests is not None:
+            if drawn[0]:  # a streamed message the native path drew for this path: its draws go with it
+                marked = DrawnMessage(raw)
+                marked.drawn = Drawn(*drawn)
+                raw = marked
             call.requests.put_nowait(raw)
         elif call.task is None and not call.answered:  # a unary request: the handler starts with it
             call.task = asyncio.create_task(self._serve(call, raw))

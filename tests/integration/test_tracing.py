@@ -272,6 +272,33 @@ async def test_tracing_and_the_access_log_together_keep_their_shares(
     assert native == (count - len(logged | traced) if frontend == "native" else 0)
 
 
+async def test_a_streams_messages_keep_the_tracing_and_access_log_shares(
+    repository: Path, receiver: TraceReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The native frontend draws per message on a stream and hands each drawn message to the stream's Python handler
+    # with its draws (server.types.DrawnMessage); drawing again there would trace and log a quarter, not half.
+    settings = otlp(receiver, "traceidratio").model_copy(update={"traces_sampler_arg": 0.5})
+    count = 800
+
+    async def messages() -> AsyncIterator[pb.ModelInferRequest]:
+        for index in range(count):
+            yield simple_request(f"s{index}")
+
+    with caplog.at_level(logging.INFO, logger="server.access"):
+        async with serving(repository, settings, access_sample=0.5) as (app, stub):
+            responses = [response async for response in stub.ModelStreamInfer(messages())]
+            native = native_requests(app)
+            frontend = app.frontend
+    assert sorted(r.infer_response.id for r in responses) == sorted(f"s{index}" for index in range(count))
+    assert all(r.error_message == "" for r in responses)
+    logged = {record.__dict__["request_id"] for record in caplog.records if record.name == "server.access"}
+    streamed_spans = receiver.named("inference.GRPCInferenceService/ModelStreamInfer")
+    traced = {span.attributes["inference.request.id"] for span in streamed_spans}
+    bound = 5 * (count * 0.25) ** 0.5  # 5 standard deviations of a 50 % share: 71
+    assert abs(len(logged) - count / 2) < bound and abs(len(traced) - count / 2) < bound, (len(logged), len(traced))
+    assert native == (count - len(logged | traced) if frontend == "native" else 0)
+
+
 def test_each_worker_exports_its_own_spans_set_by_flags(repository: Path, receiver: TraceReceiver) -> None:
     env = {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_TRACES_EXPORTER": "console"}  # the flag wins over the variable
     flags = ("--workers", "2", "--traces-exporter", "otlp", "--otlp-endpoint", receiver.endpoint)

@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 STARTED, MESSAGE, HALF_CLOSED, DONE, WRITTEN = 0, 1, 2, 3, 4
+UNDRAWN = (False, False, False, False)  # a message the native path drew nothing for
 OK, NOT_FOUND = 0, 5
 
 
@@ -75,7 +76,7 @@ def test_a_unary_call_is_delegated_as_events_and_answered_with_finish(server: An
     assert 8.0 < remaining <= 10.5  # gRPC rounds the timeout it sends up (10.099 s for 10 s)
     assert peer.startswith("ipv4:127.0.0.1:")
     assert ("transport_security_type", b"insecure") in auth
-    assert events.until(MESSAGE) == (MESSAGE, call, b"hello")
+    assert events.until(MESSAGE) == (MESSAGE, call, b"hello", UNDRAWN)
     assert server.finish(call, OK, b"", b"HELLO", [("x-served-by", b"native")])
     response, outcome = answer.result(timeout=10)
     assert response == b"HELLO"
@@ -88,7 +89,7 @@ def test_a_status_with_details_reaches_the_client(server: Any) -> None:
     events = Events(server)
     answer = unary(server.port, "/test.Echo/Say", b"")
     call = events.until(STARTED)[1]
-    assert events.until(MESSAGE) == (MESSAGE, call, b"")
+    assert events.until(MESSAGE) == (MESSAGE, call, b"", UNDRAWN)
     server.finish(call, NOT_FOUND, "model 'é' not found ✓".encode(), None, [])
     with pytest.raises(grpc.RpcError) as refused:
         answer.result(timeout=10)
@@ -124,13 +125,13 @@ def test_a_stream_is_read_only_as_python_asks(server: Any) -> None:
 
         replies = channel.stream_stream("/test.Echo/Chat")(requests(), timeout=10)
         call = events.until(STARTED)[1]
-        assert events.until(MESSAGE) == (MESSAGE, call, b"request 0")
+        assert events.until(MESSAGE) == (MESSAGE, call, b"request 0", UNDRAWN)
         assert sent.wait(5)
         time.sleep(0.2)
         assert server.take_events() == [], "the next message is read only on read_next"
         for index in (1, 2):
             assert server.read_next(call)
-            assert events.until(MESSAGE) == (MESSAGE, call, f"request {index}".encode())
+            assert events.until(MESSAGE) == (MESSAGE, call, f"request {index}".encode(), UNDRAWN)
         assert server.read_next(call)
         assert events.until(HALF_CLOSED) == (HALF_CLOSED, call)
         assert server.write(call, b"reply 0")
