@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arrival", choices=("constant", "poisson"), default="constant", help="open-loop arrivals")
     parser.add_argument("--engine", choices=("python", "h2load"), default="python", help="load generator")
     parser.add_argument("--processes", type=int, default=2, help="client processes of the python engine")
+    parser.add_argument(
+        "--stream-messages",
+        type=int,
+        default=0,
+        help="h2load closed loop: each request is a ModelStreamInfer stream of this many messages (default 0: unary)",
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per level")
     parser.add_argument("--window", type=float, default=2.0, help="seconds per measurement window")
     parser.add_argument("--windows", type=int, default=3, help="measurement windows per level")
@@ -95,6 +101,12 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise LoadTestError(f"--window x --windows must stay within {_MAX_MEASURE_S:g} s per level")
     if args.model_repository is not None and not args.model_repository.is_dir():
         raise LoadTestError(f"--model-repository {args.model_repository} is not a directory")
+    if args.stream_messages and not (args.engine == "h2load" and not args.rate and not args.baseline):
+        raise LoadTestError(
+            "--stream-messages needs --engine h2load in closed loop (--concurrency), without --baseline"
+        )
+    if not 0 <= args.stream_messages <= 1024:
+        raise LoadTestError("--stream-messages must be between 0 and 1024")
     mode: Literal["closed", "open"] = "open" if args.rate else "closed"
     if args.rate:
         levels = _levels(args.rate, "--rate", _MAX_RATE)
@@ -112,6 +124,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         arrival=args.arrival,
         engine=args.engine,
         processes=args.processes,
+        stream_messages=args.stream_messages,
         warmup_s=args.warmup,
         window_s=args.window,
         windows=args.windows,

@@ -60,12 +60,27 @@ def triton(repository: Path) -> Iterator[str]:
         subprocess.run([str(TRITON / "stop.sh")], check=False, stdout=subprocess.DEVNULL)
 
 
+IN_FLIGHT = 64
+"""Requests in flight in closed loop: 4 connections x 16 streams, or streams of `--stream-messages` messages."""
+
+
 def load(
-    target: str, model: str, out: Path, *, rate: float | None = None, seconds: float = 2.0, floor_of: Path | None = None
+    target: str,
+    model: str,
+    out: Path,
+    *,
+    rate: float | None = None,
+    seconds: float = 2.0,
+    floor_of: Path | None = None,
+    stream_messages: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One level of `python -m loadtest` (h2load): its report's level, and the grpc.aio floor's at the same level
-    when `floor_of` (the model repository) asks for the baselines."""
-    level = ["--rate", str(int(rate))] if rate else ["--concurrency", "64"]
+    when `floor_of` (the model repository) asks for the baselines. `stream_messages`: ModelStreamInfer streams of
+    that many messages each, IN_FLIGHT messages in flight in all."""
+    if stream_messages:
+        level = ["--concurrency", str(max(1, IN_FLIGHT // stream_messages)), "--stream-messages", str(stream_messages)]
+    else:
+        level = ["--rate", str(int(rate))] if rate else ["--concurrency", str(IN_FLIGHT)]
     baseline = ["--baseline", "--model-repository", str(floor_of)] if floor_of is not None else []
     command = [sys.executable, "-m", "loadtest", "--target", target, "--model", model, "--engine", "h2load",
                *level, "--warmup", "1", "--window", str(seconds), "--windows", "2", "--no-plots",
@@ -87,8 +102,15 @@ def load_mlserver(repository: Path, model: str, out: Path, seconds: float = 2.0)
 
 
 def measure(
-    repository: Path, out: Path, rounds: int, models: Sequence[str], mlserver_models: Sequence[str] = ()
+    repository: Path,
+    out: Path,
+    rounds: int,
+    models: Sequence[str],
+    mlserver_models: Sequence[str] = (),
+    stream_messages: int = 0,
 ) -> dict[str, Any]:
+    """Each configuration's best throughput per model over `rounds`, then p99 at half of Triton's best; with
+    `stream_messages`, ModelStreamInfer throughput only (no floor, no half-load: h2load's streams are closed loop)."""
     best: dict[str, dict[str, float]] = {config: {} for config in CONFIGURATIONS}
     if mlserver_models:
         best["mlserver"] = {}
@@ -103,9 +125,13 @@ def measure(
             with servers[config]() as target:
                 for model in models:
                     # The floor once per round, beside the Python frontend on tiny (same response bytes).
-                    with_floor = repository if (config, model) == ("python", "tiny") else None
+                    with_floor = repository if (config, model) == ("python", "tiny") and not stream_messages else None
                     level, floor_level = load(
-                        target, model, out / f"r{round_index}-{config}-{model}", floor_of=with_floor
+                        target,
+                        model,
+                        out / f"r{round_index}-{config}-{model}",
+                        floor_of=with_floor,
+                        stream_messages=stream_messages,
                     )
                     if floor_level is not None:
                         floor_rate = float(floor_level["throughput_req_per_s"])
@@ -122,7 +148,7 @@ def measure(
             best["mlserver"][model] = max(best["mlserver"].get(model, 0.0), rate)
             print(f"round {round_index} mlserver {model:6s} {rate:9.0f} req/s", flush=True)
     half: list[dict[str, Any]] = []
-    for model in models:
+    for model in models if not stream_messages else ():
         rate = best["triton"][model] / 2
         for config in ("python", "native", "triton"):
             with servers[config]() as target:
@@ -163,11 +189,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", default="tiny,mlp,heavy")
     parser.add_argument("--repository", type=Path, default=Path("build/peer-models"))
     parser.add_argument("--out", type=Path, default=Path(f"build/peer-bench-{time.strftime('%Y%m%d-%H%M%S')}"))
+    parser.add_argument(
+        "--stream-messages",
+        type=int,
+        default=0,
+        help="measure ModelStreamInfer instead: streams of this many messages, 64 messages in flight (default 0)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     peer_models.build(args.repository)
     models = args.models.split(",")
-    results = measure(args.repository, args.out, args.rounds, models, mlserver_plan(models))
+    streamed = args.stream_messages
+    plan = mlserver_plan(models) if not streamed else ()
+    results = measure(args.repository, args.out, args.rounds, models, plan, stream_messages=streamed)
     results["machine"] = {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results["best"], indent=2))

@@ -47,6 +47,8 @@ class RunOptions:
     model_repository: Path | None = None
     intra_op_threads: int = 0
     max_unreachable_s: float = GIVE_UP_S
+    stream_messages: int = 0
+    """h2load closed loop: each request is a ModelStreamInfer stream of this many messages (0: unary ModelInfer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ def run_level(
         return run_h2load(
             target, address, options.model, options.version, payload, options.batch_size, int(level),
             options.warmup_s, plan.measure_s, count_http_successes=infallible,
+            stream_messages=options.stream_messages,
         )  # fmt: skip
     snapshots: list[StatsSnapshot | None] = []
 

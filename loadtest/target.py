@@ -12,6 +12,7 @@ from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+STREAM_INFER_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 _TIMEOUT_S = 10.0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from loadtest.errors import LoadTestError
 from loadtest.results import LevelResult
-from loadtest.target import INFER_METHOD, StatsSnapshot, Target, breakdown
+from loadtest.target import INFER_METHOD, STREAM_INFER_METHOD, StatsSnapshot, Target, breakdown
 
 MAX_CONNECTIONS = 4
 TIMEOUT_MARGIN_S = 30.0
@@ -125,13 +125,19 @@ def run_h2load(
     threads: int = 1,
     *,
     count_http_successes: bool = False,
+    stream_messages: int = 0,
 ) -> LevelResult:
     """One closed-loop level: `concurrency` = h2load connections x concurrent streams per connection.
 
     `payload` is a serialized ModelInferRequest for `model`, sent unchanged on every stream.
     Successes come from the target's ModelStatistics, unless `count_http_successes` is set for a
     target that cannot answer with a gRPC error (the floor server): then h2load's HTTP successes count.
+    With `stream_messages` > 0 each h2load request is a ModelStreamInfer stream carrying that many copies of
+    `payload` in one body (then half-closed): `concurrency` streams, each with its messages in flight at once;
+    successes (from ModelStatistics) count messages.
     """
+    if stream_messages and count_http_successes:
+        raise LoadTestError("h2load engine: streamed messages are counted from ModelStatistics only")
     if concurrency < 1 or batch_size < 1 or duration_s <= 0 or warmup_s < 0:
         raise LoadTestError("h2load engine: concurrency and batch size must be >= 1, duration > 0, warm-up >= 0")
     if connections is not None and connections < 1:
@@ -140,13 +146,13 @@ def run_h2load(
     deadline = time.monotonic() + warmup_s + duration_s + TIMEOUT_MARGIN_S
     clients, streams = spread(concurrency, connections)
     flags = ["-c", str(clients), "-m", str(streams), "-t", str(max(1, min(threads, clients))), *GRPC_HEADERS]
-    url = f"http://{address}{INFER_METHOD}"
+    url = f"http://{address}{STREAM_INFER_METHOD if stream_messages else INFER_METHOD}"
 
     if not count_http_successes and target.statistics(model, version) is None:
         raise no_statistics_error()
     with tempfile.TemporaryDirectory(prefix="loadtest-h2load-") as folder:
         frame = Path(folder) / "request.grpc"
-        frame.write_bytes(grpc_frame(payload))
+        frame.write_bytes(grpc_frame(payload) * max(1, stream_messages))
         command = ["h2load", *flags, "-d", str(frame)]
         if warmup_s > 0:
             invoke_h2load([*command, "-D", h2load_duration(warmup_s), url], deadline)
@@ -160,14 +166,20 @@ def run_h2load(
     successes = output.succeeded if server is None else server.success_count
     measured_s = output.finished_s if output.finished_s > 0 else duration_s
     errors = {
-        "grpc_error_or_not_counted": max(0, output.succeeded - successes),
+        "grpc_error_or_not_counted": max(0, output.succeeded * max(1, stream_messages) - successes),
         "http_failed": output.failed,
     }
     errors = {code: count for code, count in errors.items() if count}
     notes = [
         f"h2load {h2load_version()}: {' '.join(flags[:6])} -D {h2load_duration(duration_s)}: "
         f"{clients} connections x {streams} streams = {clients * streams} requests in flight"
-        + (f" (asked for {concurrency})" if clients * streams != concurrency else ""),
+        + (f" (asked for {concurrency})" if clients * streams != concurrency else "")
+        + (
+            f"; each a ModelStreamInfer stream of {stream_messages} messages ({clients * streams * stream_messages} "
+            "messages in flight)"
+            if stream_messages
+            else ""
+        ),
         f"h2load requests: {output.started} started, {output.done} done, {output.succeeded} succeeded (HTTP 2xx/3xx, "
         f"gRPC errors included), {output.failed} failed, {output.errored} errored, {output.timeout} timeout; "
         f"status codes {output.status_2xx} 2xx, {output.status_3xx} 3xx, {output.status_4xx} 4xx, "

@@ -106,6 +106,18 @@ def test_h2load_engine_counts_only_server_successes(server: ThreadedServer, tmp_
 
 
 @needs_h2load
+def test_h2load_engine_sends_streams_of_messages(server: ThreadedServer, tmp_path: Path) -> None:
+    out = tmp_path / "h2-stream"
+    args = ["--target", server.address, "--model", "fraud", "--concurrency", "2", "--engine", "h2load"]
+    before = successes(server)
+    assert main([*args, "--stream-messages", "8", "--output-dir", str(out), *QUICK]) == 0
+    (level,) = json.loads((out / "report.json").read_text())["levels"]
+    assert level["requests_ok"] > 0 and level["requests_ok"] == level["server"]["success_count"]
+    assert successes(server) > before + level["requests_ok"]
+    assert any("16 messages in flight" in note for note in level["notes"])
+
+
+@needs_h2load
 def test_h2load_baseline_loads_the_floor_with_h2load_too(server: ThreadedServer, tmp_path: Path) -> None:
     out = tmp_path / "h2-floor"
     args = ["--target", server.address, "--model", "fraud", "--concurrency", "4", "--engine", "h2load", "--baseline"]
@@ -133,6 +145,8 @@ def closed_port() -> int:
         (["--model", "fraud", "--shape", "features"], "--shape"),
         (["--model", "fraud", "--window", "100", "--windows", "100"], "600"),
         (["--model", "fraud", "--input-data", "/does/not/exist.npz"], "does not exist"),
+        (["--model", "fraud", "--stream-messages", "8"], "--engine h2load"),
+        (["--model", "fraud", "--engine", "h2load", "--stream-messages", "2000"], "between 0 and 1024"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(server: ThreadedServer, extra: list[str], message: str, capsys) -> None:

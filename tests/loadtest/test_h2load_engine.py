@@ -157,3 +157,26 @@ def test_the_floor_server_is_counted_from_http_successes(identity_server: Thread
     assert result.server is None  # the floor has no statistics: nothing to break down
     assert result.requests_failed == 0
     assert any("HTTP 2xx" in note for note in result.notes)
+
+
+@needs_h2load
+def test_streamed_messages_are_counted_from_server_statistics(identity_server: ThreadedServer) -> None:
+    payload = encode_request("identity", "", {"INPUT0": np.zeros((1, 3), np.float32)})
+    with Target(identity_server.address) as target:
+        before = target.statistics("identity", "")
+        result = run_h2load(target, identity_server.address, "identity", "", payload, 1, 4, 0.0, 1.0, stream_messages=8)
+        after = target.statistics("identity", "")
+    assert before is not None and after is not None
+    assert result.requests_ok > 0 and result.requests_ok == after.success_count - before.success_count
+    assert result.requests_failed == 0
+    assert any("ModelStreamInfer stream of 8 messages (32 messages in flight)" in note for note in result.notes)
+
+
+@needs_h2load
+def test_streamed_messages_that_fail_in_band_are_failures(identity_server: ThreadedServer) -> None:
+    # A failed message is an error_message on a stream that still ends OK: only the statistics tell.
+    payload = encode_request("identity", "", {"WRONG_NAME": np.zeros((1, 3), np.float32)})
+    with Target(identity_server.address) as target:
+        result = run_h2load(target, identity_server.address, "identity", "", payload, 1, 4, 0.0, 1.0, stream_messages=4)
+    assert result.requests_ok == 0
+    assert result.errors_by_code.get("grpc_error_or_not_counted", 0) > 0
