@@ -52,7 +52,8 @@ SHAPES = st.one_of(
 def _decode_and_validate(raw: bytes) -> None:
     """The server's path from wire bytes to an admitted request; ServerError is a valid outcome."""
     try:
-        request = decode_request(*parse_infer_request(raw))
+        parsed = parse_infer_request(raw)
+        request = decode_request(parsed.message, parsed.blobs)
         validate_request(request, SIGNATURE, "m:1")
     except ServerError:
         return

@@ -89,7 +89,7 @@ def test_a_large_request_decodes_to_views_of_its_wire_bytes() -> None:
     parsed = parse_infer_request(raw)
     assert parsed.blobs is not None  # split
     assert parsed.message == without_blobs(request)
-    decoded = decode_request(*parsed)
+    decoded = decode_request(parsed.message, parsed.blobs)
     expected = decode_request(pb.ModelInferRequest.FromString(raw))
     assert decoded.inputs.keys() == expected.inputs.keys()
     for name, array in decoded.inputs.items():
