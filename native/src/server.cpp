@@ -481,6 +481,12 @@ VersionBatcher* NativeServer::batcher_for(const VersionSpec& spec) {
   std::lock_guard<std::mutex> lock(batchers_mutex_);
   auto found = batchers_.find(spec.key);
   if (found == batchers_.end()) {
+    // Read under batchers_mutex_: set_fast_table publishes a table before it retires batchers under this lock, so
+    // a batcher created here is either in the table this sees or retired right after.
+    auto table = current_table();
+    if (table == nullptr || table->versions.count(spec.key) == 0) {
+      return nullptr;  // a spec from an older table, of a version no longer served natively
+    }
     found = batchers_
                 .emplace(spec.key, std::make_unique<VersionBatcher>(
                                        spec, [this](std::shared_ptr<Batch> batch) { deliver(std::move(batch)); },
@@ -533,6 +539,9 @@ int NativeServer::submit(int key, std::unique_ptr<FastRequest> request, std::str
   request->table = table;
   request->layout = layout_of(found->second, *request);
   VersionBatcher* batcher = batcher_for(found->second);
+  if (batcher == nullptr) {
+    return 2;
+  }
   if (batcher->enqueue(std::move(request))) {
     return 0;
   }
@@ -610,12 +619,17 @@ bool NativeServer::serve_natively(Call* call) {
     return false;
   }
   const std::size_t size = request->bytes;
-  {
+  const std::uint64_t call_id = request->call;
+  // From here the call is the native path's, unless its version turns out to be leaving the table (then Python
+  // routes it anew). Its state changes only at the end: an answer sent meanwhile completes on this (the I/O)
+  // thread, after this returns, so nothing can free the call before then.
+  auto taken = [this, call] {
     std::lock_guard<std::mutex> lock(mutex_);
     call->reading = false;
     call->deferred = false;
     call->read_buffer.Clear();
-  }
+    return true;
+  };
   // CallLimits' bounds and words, over both paths' calls.
   std::size_t calls = 0, held = 0;
   int refused = admit_call(size, calls, held);
@@ -626,14 +640,20 @@ bool NativeServer::serve_natively(Call* call) {
                   " inference calls, its limit (--max-concurrent-rpcs, SERVER_GRPC_MAX_CONCURRENT_RPCS); retry with "
                   "backoff"
             : too_many_bytes(held, size);
-    finish_call(request->call, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message), std::nullopt, {});
-    return true;
+    finish_call(call_id, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message), std::nullopt, {});
+    return taken();
   }
-  native_calls_.fetch_add(1);
   VersionBatcher* batcher = batcher_for(*request->spec);
-  const FastRequest* queued = request.get();
-  std::uint64_t call_id = queued->call;
-  if (!batcher->enqueue(std::move(request))) {
+  native_calls_.fetch_add(1);
+  if (batcher == nullptr || !batcher->enqueue(std::move(request))) {
+    if (batcher == nullptr || batcher->retired()) {
+      // Admitted against a table that no longer serves its version (a reload or unload raced it): Python takes
+      // it, with the current state, and draws its shares itself (nothing was drawn for it here).
+      native_calls_.fetch_sub(1);
+      release_call(size);
+      call->drawn = Drawn{};
+      return false;
+    }
     // enqueue keeps the request only when it succeeds; a refused one is still ours.
     FastRequest refused;
     refused.call = call_id;
@@ -641,7 +661,7 @@ bool NativeServer::serve_natively(Call* call) {
     finish_native(refused, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, batcher->full_message()),
                   std::nullopt);
   }
-  return true;
+  return taken();
 }
 
 bool NativeServer::serve_streamed(Call* call) {
@@ -653,6 +673,11 @@ bool NativeServer::serve_streamed(Call* call) {
   }
   auto request = parse_admitted(call, true);
   if (request == nullptr) {
+    return false;
+  }
+  VersionBatcher* batcher = batcher_for(*request->spec);
+  if (batcher == nullptr || batcher->retired()) {
+    call->message_drawn = Drawn{};  // its version is leaving the table: Python routes it anew, and draws
     return false;
   }
   const std::size_t size = request->bytes;
@@ -679,9 +704,15 @@ bool NativeServer::serve_streamed(Call* call) {
     finish_native(echo, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, too_many_bytes(held, size)), std::nullopt);
     return true;
   }
-  VersionBatcher* batcher = batcher_for(*request->spec);
   if (!batcher->enqueue(std::move(request))) {
-    finish_native(echo, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, batcher->full_message()),
+    // The stream has read on already, so this message can no longer go to Python. Retired since the check above
+    // (a reload within these microseconds): the client may retry it; else the queue is full.
+    finish_native(echo,
+                  batcher->retired()
+                      ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                     "model " + echo.message.model_name() +
+                                         " changed while this request was being queued; retry")
+                      : grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, batcher->full_message()),
                   std::nullopt);
   }
   return true;

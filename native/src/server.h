@@ -157,6 +157,7 @@ class NativeServer {
   void respond();  // the responder thread: encodes and sends the answers of executed batches
   void send(const AnswerJob& job);
   bool alive(std::uint64_t call);
+  // The version's batcher (created on first use); nullptr when the current table no longer serves it.
   VersionBatcher* batcher_for(const VersionSpec& spec);
   std::shared_ptr<const FastTable> current_table();
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -326,3 +327,38 @@ async def test_sticky_from_limits_where_the_key_is_read(tmp_path: Path) -> None:
         # ignored elsewhere: 50/50 by weight, so 40 requests reach both versions
         assert set(await served_versions(stub, [request("by_parameter")] * 40, metadata=metadata)) == {1, 2}
         assert set(await served_versions(stub, [request("by_metadata", user_id="alice")] * 40)) == {1, 2}
+
+
+async def test_a_version_removed_under_load_fails_no_request(served: Served, tmp_path: Path) -> None:
+    # Requests decided against the routing table just before a reload retires their version go to the current
+    # one: on the native frontend a request admitted by the old table is handed to the Python path rather than
+    # refused, unary or streamed.
+    _, stub = served
+    stop = asyncio.Event()
+    seen: list[int] = []
+    streamed_errors: list[str] = []
+
+    async def unary() -> None:
+        while not stop.is_set():
+            seen.extend(await served_versions(stub, [request("split") for _ in range(16)], concurrency=16))
+
+    async def streamed() -> None:
+        while not stop.is_set():
+            messages = [request("split") for _ in range(16)]
+            async for response in stub.ModelStreamInfer(iter(messages)):
+                if response.error_message:
+                    streamed_errors.append(response.error_message)
+                else:
+                    seen.append(int(response.infer_response.model_version))
+
+    loaders = [asyncio.create_task(unary()), asyncio.create_task(streamed())]
+    await until(lambda: len(seen) > 200)
+    shutil.rmtree(tmp_path / "split" / "1")
+    (tmp_path / "split" / "config.toml").write_text(routing_config('weights = { "2" = 100 }'))
+    await stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="split"))
+    switched = len(seen)
+    await until(lambda: len(seen) > switched + 400)
+    stop.set()
+    await asyncio.gather(*loaders)  # a failed unary request would have raised here
+    assert streamed_errors == []
+    assert set(seen[switched + 64 :]) == {2}
