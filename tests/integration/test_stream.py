@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
@@ -12,6 +13,7 @@ import numpy as np
 from oip.codec import raw_to_array
 from oip.v1 import grpc_service_pb2 as pb
 from oip.v1 import grpc_service_pb2_grpc as pb_grpc
+from server.app import App
 from tests.integration.helpers import infer_request, stub_for
 from tests.integration.test_batching import (
     expected,
@@ -81,13 +83,18 @@ def rows_request(index: int, **parameters: int | str) -> pb.ModelInferRequest:
     return request
 
 
-async def test_a_streams_plain_messages_and_the_others_share_one_stream(tmp_path: Path) -> None:
-    async with (
-        running_app(rows_model(tmp_path)) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel,
-    ):
+@asynccontextmanager
+async def busy_rows(
+    root: Path,
+) -> AsyncIterator[tuple[App, pb_grpc.GRPCInferenceServiceStub, asyncio.Future[pb.ModelInferResponse]]]:
+    """A server on `root`'s rows model with its one instance busy for a few hundred ms (the busy call's answer)."""
+    async with running_app(root) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        busy = await start_busy(stub)
+        yield app, stub, await start_busy(stub)
+
+
+async def test_a_streams_plain_messages_and_the_others_share_one_stream(tmp_path: Path) -> None:
+    async with busy_rows(rows_model(tmp_path)) as (app, stub, busy):
 
         async def messages() -> AsyncIterator[pb.ModelInferRequest]:
             for index in range(30):
@@ -116,12 +123,7 @@ async def test_a_streams_plain_messages_and_the_others_share_one_stream(tmp_path
 
 
 async def test_a_streamed_request_that_expires_in_the_queue_fails_alone_with_the_same_words(tmp_path: Path) -> None:
-    async with (
-        running_app(rows_model(tmp_path)) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel,
-    ):
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        busy = await start_busy(stub)
+    async with busy_rows(rows_model(tmp_path)) as (app, stub, busy):
         stream = stub.ModelStreamInfer()
         await stream.write(rows_request(0, timeout=20_000))  # 20 ms, behind a request of a few hundred
         await stream.write(rows_request(1))
@@ -146,9 +148,7 @@ async def test_a_streamed_request_that_expires_in_the_queue_fails_alone_with_the
 
 async def test_a_streamed_request_past_a_full_queue_is_refused_alone(tmp_path: Path) -> None:
     root = rows_model(tmp_path, "[batching]\nmax_queue_size = 2\n")
-    async with running_app(root) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        busy = await start_busy(stub)
+    async with busy_rows(root) as (_, stub, busy):
         stream = stub.ModelStreamInfer()
         for index in range(4):
             await stream.write(rows_request(index))
@@ -165,12 +165,7 @@ async def test_a_streamed_request_past_a_full_queue_is_refused_alone(tmp_path: P
 
 
 async def test_a_client_cancelling_a_stream_with_queued_requests_leaves_the_server_serving(tmp_path: Path) -> None:
-    async with (
-        running_app(rows_model(tmp_path)) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel,
-    ):
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        busy = await start_busy(stub)
+    async with busy_rows(rows_model(tmp_path)) as (app, stub, busy):
         stream = stub.ModelStreamInfer()
         for index in range(10):
             await stream.write(rows_request(index))
